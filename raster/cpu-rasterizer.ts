@@ -36,11 +36,11 @@ export class CpuRasterizer implements Rasterizer {
     );
     if (!ok) throw new RangeError(`the ego pose (${scene.rearAxle.x}, ${scene.rearAxle.y}, ${scene.rearAxle.heading}) gives a singular transform; send finite values`);
 
-    const [roadmap, agents, baselines, ego, interleave] = this.stageTimes;
+    const [roadmap, agents, baselines, ego, serialization] = this.stageTimes;
     return {
       data,
       shape: [settings.targetWidth, settings.targetHeight, 4],
-      timings: { mapQuery, roadmap, agents, baselines, ego, interleave, total: (performance.now() - started) * 1000 },
+      timings: { mapQuery, roadmap, agents, baselines, ego, serialization, total: (performance.now() - started) * 1000 },
     };
   }
 

@@ -46,7 +46,7 @@ export interface StageTimings {
   agents: number;
   baselines: number;
   ego: number;
-  interleave: number;
+  serialization: number;
   total: number;
 }
 

@@ -1,0 +1,70 @@
+import { readMap } from '../maps/gpkg-reader.js';
+import type { MapData } from '../maps/map-data.js';
+import type { MapSource } from '../maps/maps-root.js';
+import type { Logger } from './logger.js';
+
+/** A map that failed to load, with the reason. */
+export interface MapFailure {
+  source: MapSource;
+  reason: string;
+}
+
+/** The maps a server has loaded, by name. */
+export class MapRegistry {
+  readonly maps = new Map<string, MapData>();
+  readonly failures: MapFailure[] = [];
+
+  constructor(private readonly logger: Logger) {}
+
+  /** The loaded map named `name`, or undefined. */
+  get(name: string): MapData | undefined {
+    return this.maps.get(name);
+  }
+
+  /** Names of the loaded maps, sorted. */
+  names(): string[] {
+    return [...this.maps.keys()].sort();
+  }
+
+  /**
+   * Loads every source, each fully (all tables and indexes) before serving. A map that fails is
+   * logged with its reason and skipped; the others still load.
+   * @param showProgress draw a progress bar on stderr (when it is a terminal)
+   */
+  async loadAll(sources: MapSource[], showProgress: boolean): Promise<void> {
+    for (const source of sources) {
+      if (this.maps.has(source.name)) {
+        this.failures.push({ source, reason: `a map named '${source.name}' is already loaded` });
+        this.logger.error({ map: source.name, path: source.path }, 'map skipped: duplicate name');
+        continue;
+      }
+      try {
+        const map = readMap(source.path, {
+          name: source.name,
+          version: source.version,
+          onTable: showProgress ? (table, done, total) => drawProgress(source.name, table, done, total) : undefined,
+          onWarning: (warning) => this.logger.warn({ map: source.name, path: source.path, ...warning }, `map ${source.name}: ${warning.message}`),
+        });
+        if (showProgress) process.stderr.write('\n');
+        this.maps.set(source.name, map);
+        this.logger.info(
+          { map: source.name, path: source.path, projectedCrs: map.projectedCrs, layerCounts: map.layerCounts, vertices: map.coords.length / 2, loadMs: Math.round(map.loadMs) },
+          `map ${source.name} loaded in ${Math.round(map.loadMs)} ms`,
+        );
+      } catch (error) {
+        if (showProgress) process.stderr.write('\n');
+        const reason = (error as Error).message;
+        this.failures.push({ source, reason });
+        this.logger.error({ map: source.name, path: source.path, err: reason }, `map ${source.name} failed to load`);
+      }
+      // Let health checks and other timers run between maps.
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+  }
+}
+
+function drawProgress(map: string, table: string, done: number, total: number): void {
+  const width = 30;
+  const filled = Math.round((done / total) * width);
+  process.stderr.write(`\r${map.padEnd(24).slice(0, 24)} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${total} ${table.padEnd(42)}`);
+}

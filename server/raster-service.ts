@@ -1,0 +1,158 @@
+import { randomUUID } from 'node:crypto';
+
+import { status, type sendUnaryData, type ServerDuplexStream, type ServerUnaryCall, type UntypedServiceImplementation } from '@grpc/grpc-js';
+
+import type { MapData } from '../maps/map-data.js';
+import type { Rasterizer } from '../raster/rasterizer.js';
+import type { RasterResult } from '../raster/scene.js';
+import type { RasterSettings } from '../raster/settings.js';
+import { isClientError, StatusError, toServiceError } from './errors.js';
+import type { Logger } from './logger.js';
+import type { MapRegistry } from './map-registry.js';
+import { parseRasterizeRequest, type ParsedRequest, type RasterizeRequestMessage, type RequestLimits } from './request.js';
+import { encodeBatchResponse, encodeResponse } from './response-encoder.js';
+
+/** What the RasterizeResponse serializer receives: the bytes are already encoded. */
+export interface EncodedMessage {
+  encoded: Buffer;
+}
+
+/** Settings of the RasterService handlers. */
+export interface RasterServiceOptions {
+  registry: MapRegistry;
+  rasterizer: Rasterizer;
+  defaults: RasterSettings;
+  limits: RequestLimits;
+  logger: Logger;
+  version: string;
+  /** Calls served at once before RESOURCE_EXHAUSTED. */
+  maxConcurrentCalls: number;
+  /** GPU name and memory for GetServerInfo; empty on the CPU. */
+  gpuName?: string;
+  gpuMemoryBytes?: number;
+}
+
+function mapInfo(map: MapData) {
+  return { name: map.name, version: map.version, projectedCrs: map.projectedCrs, layerCounts: map.layerCounts };
+}
+
+/** The RasterService RPC handlers. */
+export class RasterService {
+  private inFlight = 0;
+
+  constructor(private readonly options: RasterServiceOptions) {}
+
+  /** Calls being served now. */
+  get callsInFlight(): number {
+    return this.inFlight;
+  }
+
+  private findMap(name: string, field = 'map_name'): MapData {
+    const map = this.options.registry.get(name);
+    if (!map) {
+      const known = this.options.registry.names();
+      throw new StatusError(status.NOT_FOUND, `${field} '${name}' is not loaded; this server has ${known.length > 0 ? known.join(', ') : 'no maps'}`);
+    }
+    return map;
+  }
+
+  private render(request: ParsedRequest): RasterResult {
+    if (request.settings.roadmapMode === 'tiles') {
+      // TODO: the tiles roadmap mode (static tiles sampled per step) is not built yet.
+      throw new StatusError(status.UNIMPLEMENTED, 'config.roadmap_mode ROADMAP_MODE_TILES is not available on this server yet; use ROADMAP_MODE_EXACT');
+    }
+    const map = this.findMap(request.mapName);
+    return this.options.rasterizer.rasterize(map, request.scene, request.settings);
+  }
+
+  private parse(message: RasterizeRequestMessage): ParsedRequest {
+    return parseRasterizeRequest(message, this.options.defaults, this.options.limits);
+  }
+
+  /** Runs one call under the concurrency limit and the caller's deadline; logs each server-side failure once. */
+  private serve<T>(method: string, call: { getDeadline(): Date | number; cancelled?: boolean }, work: () => T, callback: sendUnaryData<T>): void {
+    const requestId = randomUUID();
+    if (this.inFlight >= this.options.maxConcurrentCalls) {
+      callback({ code: status.RESOURCE_EXHAUSTED, details: `server is busy: ${this.inFlight} calls in flight (limit ${this.options.maxConcurrentCalls}); retry with backoff` });
+      return;
+    }
+    const deadline = call.getDeadline();
+    const deadlineMs = deadline instanceof Date ? deadline.getTime() : deadline;
+    if (Number.isFinite(deadlineMs) && deadlineMs <= Date.now()) {
+      callback({ code: status.DEADLINE_EXCEEDED, details: `${method}: the deadline passed before the server started the call` });
+      return;
+    }
+
+    this.inFlight++;
+    try {
+      const result = work();
+      if (call.cancelled) return;
+      callback(null, result);
+    } catch (error) {
+      const serviceError = toServiceError(error);
+      if (!isClientError(error)) this.options.logger.error({ requestId, method, err: error }, `${method} failed`);
+      else this.options.logger.debug({ requestId, method, code: serviceError.code, details: serviceError.details }, `${method} rejected`);
+      callback(serviceError);
+    } finally {
+      this.inFlight--;
+    }
+  }
+
+  /** Handlers keyed by RPC name, for grpc-js addService. */
+  handlers(): UntypedServiceImplementation {
+    return {
+      Rasterize: (call: ServerUnaryCall<RasterizeRequestMessage, EncodedMessage>, callback: sendUnaryData<EncodedMessage>) => {
+        this.serve('Rasterize', call, () => {
+          const request = this.parse(call.request);
+          return { encoded: encodeResponse(this.render(request), request.includeTimings) };
+        }, callback);
+      },
+
+      RasterizeBatch: (call: ServerUnaryCall<{ requests?: RasterizeRequestMessage[] }, EncodedMessage>, callback: sendUnaryData<EncodedMessage>) => {
+        this.serve('RasterizeBatch', call, () => {
+          const requests = (call.request.requests ?? []).map((message, i) => {
+            try {
+              return this.parse(message);
+            } catch (error) {
+              if (error instanceof Error) error.message = `requests[${i}].${error.message}`;
+              throw error;
+            }
+          });
+          const results = requests.map((request) => this.render(request));
+          return { encoded: encodeBatchResponse(results, requests.map((request) => request.includeTimings)) };
+        }, callback);
+      },
+
+      RasterizeStream: (call: ServerDuplexStream<RasterizeRequestMessage, EncodedMessage>) => {
+        const requestId = randomUUID();
+        call.on('data', (message: RasterizeRequestMessage) => {
+          if (call.cancelled) return;
+          try {
+            const request = this.parse(message);
+            call.write({ encoded: encodeResponse(this.render(request), request.includeTimings) });
+          } catch (error) {
+            const serviceError = toServiceError(error);
+            if (!isClientError(error)) this.options.logger.error({ requestId, method: 'RasterizeStream', err: error }, 'RasterizeStream failed');
+            call.emit('error', serviceError);
+          }
+        });
+        call.on('end', () => call.end());
+        call.on('error', () => undefined);
+      },
+
+      ListMaps: (call: ServerUnaryCall<object, unknown>, callback: sendUnaryData<unknown>) => {
+        this.serve('ListMaps', call, () => ({ maps: this.options.registry.names().map((name) => mapInfo(this.findMap(name))) }), callback);
+      },
+
+      GetServerInfo: (call: ServerUnaryCall<object, unknown>, callback: sendUnaryData<unknown>) => {
+        this.serve('GetServerInfo', call, () => ({
+          version: this.options.version,
+          device: this.options.rasterizer.device,
+          gpuName: this.options.gpuName ?? '',
+          gpuMemoryBytes: this.options.gpuMemoryBytes ?? 0,
+          maps: this.options.registry.names().map((name) => mapInfo(this.findMap(name))),
+        }), callback);
+      },
+    };
+  }
+}
