@@ -125,19 +125,28 @@ export class RasterService {
 
       RasterizeStream: (call: ServerDuplexStream<RasterizeRequestMessage, EncodedMessage>) => {
         const requestId = randomUUID();
+        let closed = false;
         call.on('data', (message: RasterizeRequestMessage) => {
-          if (call.cancelled) return;
+          if (closed || call.cancelled) return;
           try {
             const request = this.parse(message);
             call.write({ encoded: encodeResponse(this.render(request), request.includeTimings) });
           } catch (error) {
+            // The first failing step ends the stream with its status; later steps are ignored.
+            closed = true;
             const serviceError = toServiceError(error);
             if (!isClientError(error)) this.options.logger.error({ requestId, method: 'RasterizeStream', err: error }, 'RasterizeStream failed');
             call.emit('error', serviceError);
           }
         });
-        call.on('end', () => call.end());
-        call.on('error', () => undefined);
+        call.on('end', () => {
+          if (closed) return;
+          closed = true;
+          call.end();
+        });
+        call.on('error', () => {
+          closed = true;
+        });
       },
 
       ListMaps: (call: ServerUnaryCall<object, unknown>, callback: sendUnaryData<unknown>) => {
