@@ -51,6 +51,8 @@ export interface MapData {
   /** Features per table (the ListMaps layer counts). */
   layerCounts: Record<string, number>;
   loadMs: number;
+  /** SHA-256 of the map file, when the load computed it (cached loads do). */
+  sha256?: string;
 }
 
 /** The axis-aligned query square of half-size `radius` [m] around (x, y) [m], as NuPlanMap builds it. */

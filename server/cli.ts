@@ -31,10 +31,12 @@ serve options:
   --max-concurrent-calls N calls served at once before RESOURCE_EXHAUSTED (default 64)
   --max-message-bytes N    largest request accepted [bytes] (default 67108864)
   --shutdown-grace-ms MS   time calls in flight get to finish on SIGTERM or SIGINT (default 10000)
+  --cache-dir DIR          map snapshots and roadmap tiles (default $RASTERD_CACHE_DIR or ~/.cache/rasterd)
+  --no-cache               read every map with GDAL at each start
 
 render options:
   --map-name NAME          map to draw (default: the only one loaded)
-  --x M --y M --heading RAD   ego rear-axle pose in the map frame ([m], [m], [rad]; default: the map's centre)
+  --x M --y M --heading RAD   ego rear-axle pose in the map frame ([m], [m], [rad]; default: on a lane near the map's centre)
   --scenes FILE --scene-id ID take the ego and tracked objects from a parity scenes.json
   --out FILE.png           output (default raster.png)
   --scale N                pixels per raster pixel in the PNG (default 3)
@@ -48,9 +50,14 @@ const MAP_OPTIONS = {
   help: { type: 'boolean', short: 'h' },
 } as const satisfies ParseArgsConfig['options'];
 
+/** The default cache folder: $RASTERD_CACHE_DIR, else ~/.cache/rasterd. */
+export function defaultCacheDir(): string {
+  return process.env.RASTERD_CACHE_DIR ?? join(homedir(), '.cache', 'rasterd');
+}
+
 /** Where the embedded sample map is generated on first use. */
 export function sampleMapsRoot(): string {
-  return process.env.RASTERD_CACHE_DIR ? join(process.env.RASTERD_CACHE_DIR, 'sample-maps') : join(homedir(), '.cache', 'rasterd', 'sample-maps');
+  return join(defaultCacheDir(), 'sample-maps');
 }
 
 /**
@@ -104,6 +111,8 @@ async function serve(args: string[]): Promise<void> {
       'max-concurrent-calls': { type: 'string' },
       'max-message-bytes': { type: 'string' },
       'shutdown-grace-ms': { type: 'string' },
+      'cache-dir': { type: 'string' },
+      'no-cache': { type: 'boolean' },
     },
   });
   if (values.help) {
@@ -129,6 +138,7 @@ async function serve(args: string[]): Promise<void> {
     showProgress: process.stderr.isTTY === true,
     maxConcurrentCalls: integer('max-concurrent-calls', values['max-concurrent-calls'], 64, 1),
     maxReceiveMessageBytes: integer('max-message-bytes', values['max-message-bytes'], 64 * 1024 * 1024, 1024),
+    cacheDir: values['no-cache'] ? undefined : resolve(values['cache-dir'] ?? defaultCacheDir()),
   });
 
   let stopping = false;
@@ -154,7 +164,7 @@ async function render(args: string[]): Promise<void> {
       'map-name': { type: 'string' },
       x: { type: 'string' },
       y: { type: 'string' },
-      heading: { type: 'string', default: '0' },
+      heading: { type: 'string' },
       scenes: { type: 'string' },
       'scene-id': { type: 'string' },
       out: { type: 'string', default: 'raster.png' },
@@ -172,7 +182,7 @@ async function render(args: string[]): Promise<void> {
     mapName: values['map-name'],
     x: values.x === undefined ? undefined : Number(values.x),
     y: values.y === undefined ? undefined : Number(values.y),
-    heading: Number(values.heading),
+    heading: values.heading === undefined ? undefined : Number(values.heading),
     scenesFile: values.scenes,
     sceneId: values['scene-id'],
     out: values.out,

@@ -1,4 +1,4 @@
-import { readMap } from '../maps/gpkg-reader.js';
+import { loadMap } from '../maps/map-cache.js';
 import type { MapData } from '../maps/map-data.js';
 import type { MapSource } from '../maps/maps-root.js';
 import type { Logger } from './logger.js';
@@ -14,7 +14,10 @@ export class MapRegistry {
   readonly maps = new Map<string, MapData>();
   readonly failures: MapFailure[] = [];
 
-  constructor(private readonly logger: Logger) {}
+  /**
+   * @param cacheDir folder for map snapshots (see maps/map-cache.ts); undefined disables them
+   */
+  constructor(private readonly logger: Logger, private readonly cacheDir?: string) {}
 
   /** The loaded map named `name`, or undefined. */
   get(name: string): MapData | undefined {
@@ -39,7 +42,8 @@ export class MapRegistry {
         continue;
       }
       try {
-        const map = readMap(source.path, {
+        const { map, fromCache } = await loadMap(source, {
+          cacheDir: this.cacheDir,
           name: source.name,
           version: source.version,
           onTable: showProgress ? (table, done, total) => drawProgress(source.name, table, done, total) : undefined,
@@ -48,8 +52,8 @@ export class MapRegistry {
         if (showProgress) process.stderr.write('\n');
         this.maps.set(source.name, map);
         this.logger.info(
-          { map: source.name, path: source.path, projectedCrs: map.projectedCrs, layerCounts: map.layerCounts, vertices: map.coords.length / 2, loadMs: Math.round(map.loadMs) },
-          `map ${source.name} loaded in ${Math.round(map.loadMs)} ms`,
+          { map: source.name, path: source.path, projectedCrs: map.projectedCrs, layerCounts: map.layerCounts, vertices: map.coords.length / 2, loadMs: Math.round(map.loadMs), fromCache },
+          `map ${source.name} loaded in ${Math.round(map.loadMs)} ms${fromCache ? ' from its snapshot' : ''}`,
         );
       } catch (error) {
         if (showProgress) process.stderr.write('\n');

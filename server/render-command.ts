@@ -3,6 +3,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { PNG } from 'pngjs';
 
 import { readMap } from '../maps/gpkg-reader.js';
+import type { MapData } from '../maps/map-data.js';
 import type { MapSource } from '../maps/maps-root.js';
 import { CpuRasterizer } from '../raster/cpu-rasterizer.js';
 import { PACIFICA, type Scene } from '../raster/scene.js';
@@ -13,10 +14,10 @@ export interface RenderOptions {
   sources: MapSource[];
   settings: RasterSettings;
   mapName?: string;
-  /** Ego rear axle [m], [m], [rad]; x and y default to the centre of the map's lanes. */
+  /** Ego rear axle [m], [m], [rad]; without x and y the ego sits on the lane baseline path nearest the map's centre. */
   x?: number;
   y?: number;
-  heading: number;
+  heading?: number;
   /** A parity scenes.json and the id of the scene to take the ego and objects from. */
   scenesFile?: string;
   sceneId?: string;
@@ -60,6 +61,42 @@ export function rasterToPng(data: Float32Array, rows: number, cols: number, scal
   return png;
 }
 
+/**
+ * Places the ego on the lane baseline path closest to the centre of the map's lanes, heading along it,
+ * so that a render without a pose shows road.
+ */
+function egoOnBaselineNearCentre(map: MapData): { x: number; y: number; heading: number } | null {
+  const baselines = map.tables.get('baseline_paths');
+  if (!baselines || baselines.count === 0) return null;
+  let minX = Infinity, minY = Infinity, maxX = -Infinity, maxY = -Infinity;
+  for (let i = 0; i < baselines.count; i++) {
+    if (Number.isNaN(baselines.bbox[4 * i])) continue;
+    minX = Math.min(minX, baselines.bbox[4 * i]);
+    minY = Math.min(minY, baselines.bbox[4 * i + 1]);
+    maxX = Math.max(maxX, baselines.bbox[4 * i + 2]);
+    maxY = Math.max(maxY, baselines.bbox[4 * i + 3]);
+  }
+  const centerX = (minX + maxX) / 2, centerY = (minY + maxY) / 2;
+
+  let best: { x: number; y: number; heading: number } | null = null;
+  let bestDistance = Infinity;
+  for (let i = 0; i < baselines.count; i++) {
+    if (Number.isNaN(baselines.columns.lane_fid[i])) continue;
+    const ring = baselines.featureRingStart[i];
+    if (baselines.featureRingStart[i + 1] === ring) continue;
+    const start = map.ringVertexStart[ring], end = map.ringVertexStart[ring + 1];
+    for (let k = start; k + 1 < end; k++) {
+      const px = map.coords[2 * k], py = map.coords[2 * k + 1];
+      const distance = Math.hypot(px - centerX, py - centerY);
+      if (distance < bestDistance) {
+        bestDistance = distance;
+        best = { x: px, y: py, heading: Math.atan2(map.coords[2 * k + 3] - py, map.coords[2 * k + 2] - px) };
+      }
+    }
+  }
+  return best;
+}
+
 /** Rasterizes one scene in process and writes it as a colour PNG. */
 export async function runRender(options: RenderOptions): Promise<void> {
   const source = options.mapName ? options.sources.find((candidate) => candidate.name === options.mapName) : options.sources[0];
@@ -75,23 +112,15 @@ export async function runRender(options: RenderOptions): Promise<void> {
     found.agents.forEach((a: { x: number; y: number; heading: number; length: number; width: number }, i: number) => objects.set([a.x, a.y, a.heading, a.length, a.width], 5 * i));
     scene = { rearAxle: found.ego, vehicle: PACIFICA, objects };
   } else {
-    const lanes = map.tables.get('lanes_polygons');
-    let x = options.x, y = options.y;
-    if ((x === undefined || y === undefined) && lanes && lanes.count > 0) {
-      // The centre of the lanes' bounding boxes: somewhere on the road network.
-      let minX = Infinity, minY = Infinity, maxX = -Infinity, maxY = -Infinity;
-      for (let i = 0; i < lanes.count; i++) {
-        if (Number.isNaN(lanes.bbox[4 * i])) continue;
-        minX = Math.min(minX, lanes.bbox[4 * i]); minY = Math.min(minY, lanes.bbox[4 * i + 1]);
-        maxX = Math.max(maxX, lanes.bbox[4 * i + 2]); maxY = Math.max(maxY, lanes.bbox[4 * i + 3]);
-      }
-      x ??= (minX + maxX) / 2;
-      y ??= (minY + maxY) / 2;
+    let x = options.x, y = options.y, heading = options.heading ?? 0;
+    if (x === undefined || y === undefined) {
+      const placed = egoOnBaselineNearCentre(map);
+      if (placed) ({ x, y, heading } = placed);
     }
-    if (x === undefined || y === undefined || !Number.isFinite(x) || !Number.isFinite(y) || !Number.isFinite(options.heading)) {
-      throw new Error(`the ego pose must be finite numbers; got --x ${x} --y ${y} --heading ${options.heading}`);
+    if (x === undefined || y === undefined || !Number.isFinite(x) || !Number.isFinite(y) || !Number.isFinite(heading)) {
+      throw new Error(`the ego pose must be finite numbers; got --x ${x} --y ${y} --heading ${heading}`);
     }
-    scene = { rearAxle: { x, y, heading: options.heading }, vehicle: PACIFICA, objects: new Float64Array(0) };
+    scene = { rearAxle: { x, y, heading }, vehicle: PACIFICA, objects: new Float64Array(0) };
   }
 
   const result = new CpuRasterizer().rasterize(map, scene, options.settings);

@@ -28,6 +28,8 @@ export interface ServerOptions {
   /** Largest request accepted [bytes]. */
   maxReceiveMessageBytes: number;
   rasterizer?: Rasterizer;
+  /** Folder for map snapshots and roadmap tiles; undefined disables caching. */
+  cacheDir?: string;
 }
 
 /** A started server. */
@@ -71,7 +73,7 @@ function serverDefinition(): grpc.ServiceDefinition {
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
   const { logger } = options;
   const version = packageVersion();
-  const registry = new MapRegistry(logger);
+  const registry = new MapRegistry(logger, options.cacheDir);
   const rasterizer = options.rasterizer ?? new CpuRasterizer();
   const service = new RasterService({
     registry, rasterizer, defaults: options.defaults, limits: options.limits, logger, version, maxConcurrentCalls: options.maxConcurrentCalls,
