@@ -4,22 +4,19 @@ import { native } from './native.js';
 import type { Rasterizer } from './rasterizer.js';
 import type { RasterResult, Scene, SceneJob } from './scene.js';
 import type { RasterSettings } from './settings.js';
+import { sceneParams } from './scene-params.js';
+import { CpuWorkerPool } from './cpu-pool.js';
 
-/** Packs settings and the ego into the 13 parameters the addon reads (SceneParams order). */
-export function sceneParams(scene: Scene, settings: RasterSettings): Float64Array {
-  return Float64Array.of(
-    settings.targetWidth, settings.targetHeight, settings.targetPixelSize,
-    settings.egoWidth, settings.egoFrontLength, settings.egoRearLength,
-    settings.egoLongitudinalOffset, settings.baselinePathThickness,
-    scene.rearAxle.x, scene.rearAxle.y, scene.rearAxle.heading,
-    scene.vehicle.frontLength, scene.vehicle.rearLength,
-  );
-}
+export { sceneParams };
 
 /** Rasterizes on the CPU with the C++ addon; the map query runs here in TypeScript. */
 export class CpuRasterizer implements Rasterizer {
   readonly device = 'cpu';
   private readonly stageTimes = new Float64Array(5);
+  private pool: CpuWorkerPool | null = null;
+
+  /** @param workerThreads threads that draw batches (0: batches run on the calling thread) */
+  constructor(private readonly workerThreads = 0) {}
 
   rasterize(map: MapData, scene: Scene, settings: RasterSettings, out?: Float32Array): RasterResult {
     const started = performance.now();
@@ -45,7 +42,14 @@ export class CpuRasterizer implements Rasterizer {
   }
 
   async rasterizeBatch(jobs: Array<SceneJob & { map: MapData }>): Promise<RasterResult[]> {
-    // TODO: spread batches over worker threads; one thread serves them in order for now.
-    return jobs.map((job) => this.rasterize(job.map, job.scene, job.settings));
+    if (this.workerThreads === 0 || jobs.length < 2) return jobs.map((job) => this.rasterize(job.map, job.scene, job.settings));
+    this.pool ??= new CpuWorkerPool(this.workerThreads);
+    return this.pool.rasterizeBatch(jobs);
+  }
+
+  /** Stops the worker threads, if any were started. */
+  async close(): Promise<void> {
+    await this.pool?.close();
+    this.pool = null;
   }
 }

@@ -1,5 +1,5 @@
 import { mkdirSync, writeFileSync, existsSync } from 'node:fs';
-import { homedir } from 'node:os';
+import { availableParallelism, homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 
@@ -31,6 +31,10 @@ serve options:
   --max-concurrent-calls N calls served at once before RESOURCE_EXHAUSTED (default 64)
   --max-message-bytes N    largest request accepted [bytes] (default 67108864)
   --shutdown-grace-ms MS   time calls in flight get to finish on SIGTERM or SIGINT (default 10000)
+  --device auto|cpu|cuda   rasterizer: auto uses CUDA when a device answers (default auto)
+  --workers N              CPU threads that draw RasterizeBatch requests (default: the core count)
+  --batch-window-us US     gather concurrent Rasterize calls for up to US microseconds into one batch (default 0: off)
+  --max-batch-size N       largest RasterizeBatch and micro-batch (default 256)
   --cache-dir DIR          map snapshots and roadmap tiles (default $RASTERD_CACHE_DIR or ~/.cache/rasterd)
   --no-cache               read every map with GDAL at each start
 
@@ -113,6 +117,10 @@ async function serve(args: string[]): Promise<void> {
       'shutdown-grace-ms': { type: 'string' },
       'cache-dir': { type: 'string' },
       'no-cache': { type: 'boolean' },
+      device: { type: 'string', default: 'auto' },
+      workers: { type: 'string' },
+      'batch-window-us': { type: 'string' },
+      'max-batch-size': { type: 'string' },
     },
   });
   if (values.help) {
@@ -120,6 +128,8 @@ async function serve(args: string[]): Promise<void> {
     return;
   }
 
+  const device = values.device;
+  if (device !== 'auto' && device !== 'cpu' && device !== 'cuda') throw new Error(`--device must be auto, cpu or cuda; got '${device}'`);
   const logger = createLogger();
   const sources = await mapSources(values, (message) => logger.info(message));
   const limits = {
@@ -139,6 +149,10 @@ async function serve(args: string[]): Promise<void> {
     maxConcurrentCalls: integer('max-concurrent-calls', values['max-concurrent-calls'], 64, 1),
     maxReceiveMessageBytes: integer('max-message-bytes', values['max-message-bytes'], 64 * 1024 * 1024, 1024),
     cacheDir: values['no-cache'] ? undefined : resolve(values['cache-dir'] ?? defaultCacheDir()),
+    device,
+    workerThreads: integer('workers', values.workers, availableParallelism(), 0),
+    batchWindowUs: integer('batch-window-us', values['batch-window-us'], 0, 0),
+    maxBatchSize: integer('max-batch-size', values['max-batch-size'], 256, 1),
   });
 
   let stopping = false;

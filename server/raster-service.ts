@@ -10,6 +10,7 @@ import { isClientError, StatusError, toServiceError } from './errors.js';
 import type { Logger } from './logger.js';
 import type { MapRegistry } from './map-registry.js';
 import { parseRasterizeRequest, type ParsedRequest, type RasterizeRequestMessage, type RequestLimits } from './request.js';
+import type { MicroBatcher } from './micro-batcher.js';
 import { encodeBatchResponse, encodeResponse } from './response-encoder.js';
 
 /** What the RasterizeResponse serializer receives: the bytes are already encoded. */
@@ -27,6 +28,10 @@ export interface RasterServiceOptions {
   version: string;
   /** Calls served at once before RESOURCE_EXHAUSTED. */
   maxConcurrentCalls: number;
+  /** Largest RasterizeBatch accepted. */
+  maxBatchSize: number;
+  /** Gathers concurrent unary calls into batches when set. */
+  batcher?: MicroBatcher;
   /** GPU name and memory for GetServerInfo; empty on the CPU. */
   gpuName?: string;
   gpuMemoryBytes?: number;
@@ -56,11 +61,15 @@ export class RasterService {
     return map;
   }
 
-  private render(request: ParsedRequest): RasterResult {
+  private checkMode(request: ParsedRequest): void {
     if (request.settings.roadmapMode === 'tiles') {
       // TODO: the tiles roadmap mode (static tiles sampled per step) is not built yet.
       throw new StatusError(status.UNIMPLEMENTED, 'config.roadmap_mode ROADMAP_MODE_TILES is not available on this server yet; use ROADMAP_MODE_EXACT');
     }
+  }
+
+  private render(request: ParsedRequest): RasterResult {
+    this.checkMode(request);
     const map = this.findMap(request.mapName);
     return this.options.rasterizer.rasterize(map, request.scene, request.settings);
   }
@@ -70,7 +79,7 @@ export class RasterService {
   }
 
   /** Runs one call under the concurrency limit and the caller's deadline; logs each server-side failure once. */
-  private serve<T>(method: string, call: { getDeadline(): Date | number; cancelled?: boolean }, work: () => T, callback: sendUnaryData<T>): void {
+  private serve<T>(method: string, call: { getDeadline(): Date | number; cancelled?: boolean }, work: () => T | Promise<T>, callback: sendUnaryData<T>): void {
     const requestId = randomUUID();
     if (this.inFlight >= this.options.maxConcurrentCalls) {
       callback({ code: status.RESOURCE_EXHAUSTED, details: `server is busy: ${this.inFlight} calls in flight (limit ${this.options.maxConcurrentCalls}); retry with backoff` });
@@ -84,18 +93,30 @@ export class RasterService {
     }
 
     this.inFlight++;
-    try {
-      const result = work();
-      if (call.cancelled) return;
-      callback(null, result);
-    } catch (error) {
+    const fail = (error: unknown): void => {
       const serviceError = toServiceError(error);
       if (!isClientError(error)) this.options.logger.error({ requestId, method, err: error }, `${method} failed`);
       else this.options.logger.debug({ requestId, method, code: serviceError.code, details: serviceError.details }, `${method} rejected`);
       callback(serviceError);
-    } finally {
+    };
+    let result: T | Promise<T>;
+    try {
+      result = work();
+    } catch (error) {
       this.inFlight--;
+      fail(error);
+      return;
     }
+    Promise.resolve(result).then(
+      (value) => {
+        this.inFlight--;
+        if (!call.cancelled) callback(null, value);
+      },
+      (error: unknown) => {
+        this.inFlight--;
+        fail(error);
+      },
+    );
   }
 
   /** Handlers keyed by RPC name, for grpc-js addService. */
@@ -104,22 +125,36 @@ export class RasterService {
       Rasterize: (call: ServerUnaryCall<RasterizeRequestMessage, EncodedMessage>, callback: sendUnaryData<EncodedMessage>) => {
         this.serve('Rasterize', call, () => {
           const request = this.parse(call.request);
+          if (this.options.batcher) {
+            const map = this.findMap(request.mapName);
+            this.checkMode(request);
+            return this.options.batcher.submit({ mapName: request.mapName, map, scene: request.scene, settings: request.settings })
+              .then((result) => ({ encoded: encodeResponse(result, request.includeTimings) }));
+          }
           return { encoded: encodeResponse(this.render(request), request.includeTimings) };
         }, callback);
       },
 
       RasterizeBatch: (call: ServerUnaryCall<{ requests?: RasterizeRequestMessage[] }, EncodedMessage>, callback: sendUnaryData<EncodedMessage>) => {
-        this.serve('RasterizeBatch', call, () => {
-          const requests = (call.request.requests ?? []).map((message, i) => {
+        this.serve('RasterizeBatch', call, async () => {
+          const messages = call.request.requests ?? [];
+          if (messages.length > this.options.maxBatchSize) {
+            throw new StatusError(status.INVALID_ARGUMENT, `requests holds ${messages.length} entries; the server accepts at most ${this.options.maxBatchSize} per batch`);
+          }
+          const requests = messages.map((message, i) => {
             try {
-              return this.parse(message);
+              const request = this.parse(message);
+              this.checkMode(request);
+              return { request, map: this.findMap(request.mapName, `requests[${i}].map_name`) };
             } catch (error) {
-              if (error instanceof Error) error.message = `requests[${i}].${error.message}`;
+              if (error instanceof Error && !error.message.startsWith('requests[')) error.message = `requests[${i}].${error.message}`;
               throw error;
             }
           });
-          const results = requests.map((request) => this.render(request));
-          return { encoded: encodeBatchResponse(results, requests.map((request) => request.includeTimings)) };
+          const results = await this.options.rasterizer.rasterizeBatch(
+            requests.map(({ request, map }) => ({ mapName: request.mapName, map, scene: request.scene, settings: request.settings })),
+          );
+          return { encoded: encodeBatchResponse(results, requests.map(({ request }) => request.includeTimings)) };
         }, callback);
       },
 

@@ -163,6 +163,43 @@ describe('rasterd serve', () => {
   });
 });
 
+describe('rasterd serve batching', () => {
+  it('draws a whole set in one RasterizeBatch on worker threads', async () => {
+    const server = await startTestServer(['--map', `town-a=${townMap}`, '--workers', '2']);
+    try {
+      const reply = await server.call<{ responses: Array<{ raster: { data: Buffer } }> }>('RasterizeBatch', { requests: townA.scenes.map((scene) => requestOf('town-a', scene)) });
+      expect(reply.responses).toHaveLength(townA.scenes.length);
+      townA.scenes.forEach((scene, i) => expect(sameBits(rasterOf(reply.responses[i]), expectedRaster(townA, scene.id)), scene.id).toBe(true));
+    } finally {
+      await server.stop();
+    }
+  });
+
+  it('gathers concurrent unary calls with the micro-batcher', async () => {
+    const server = await startTestServer(['--map', `town-a=${townMap}`, '--workers', '2', '--batch-window-us', '5000']);
+    try {
+      const scenes = townA.scenes.slice(0, 24);
+      const replies = await Promise.all(scenes.map((scene) => server.call<{ raster: { data: Buffer } }>('Rasterize', requestOf('town-a', scene))));
+      scenes.forEach((scene, i) => expect(sameBits(rasterOf(replies[i]), expectedRaster(townA, scene.id)), scene.id).toBe(true));
+      const error = await server.call('Rasterize', { mapName: 'town-a', ego: { rearAxle: { x: NaN } } }).catch((e) => e);
+      expect(error.code).toBe(grpc.status.INVALID_ARGUMENT);
+    } finally {
+      await server.stop();
+    }
+  });
+
+  it('rejects a batch above --max-batch-size', async () => {
+    const server = await startTestServer(['--map', `town-a=${townMap}`, '--max-batch-size', '4']);
+    try {
+      const error = await server.call('RasterizeBatch', { requests: townA.scenes.slice(0, 5).map((scene) => requestOf('town-a', scene)) }).catch((e) => e);
+      expect(error.code).toBe(grpc.status.INVALID_ARGUMENT);
+      expect(error.details).toContain('at most 4');
+    } finally {
+      await server.stop();
+    }
+  });
+});
+
 describe('rasterd serve configuration', () => {
   it('takes defaults from a nuPlan raster model YAML', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'rasterd-config-'));

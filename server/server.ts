@@ -5,11 +5,12 @@ import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation } from 'grpc-health-check';
 
 import type { MapSource } from '../maps/maps-root.js';
-import { CpuRasterizer } from '../raster/cpu-rasterizer.js';
 import type { Rasterizer } from '../raster/rasterizer.js';
+import { selectDevice, type DeviceChoice, type SelectedDevice } from '../raster/select-device.js';
 import type { RasterSettings } from '../raster/settings.js';
 import type { Logger } from './logger.js';
 import { MapRegistry } from './map-registry.js';
+import { MicroBatcher } from './micro-batcher.js';
 import { loadRasterProto, SERVICE_NAME } from './proto.js';
 import { RasterService, type EncodedMessage } from './raster-service.js';
 import type { RequestLimits } from './request.js';
@@ -28,6 +29,14 @@ export interface ServerOptions {
   /** Largest request accepted [bytes]. */
   maxReceiveMessageBytes: number;
   rasterizer?: Rasterizer;
+  /** 'auto' (CUDA when a device answers), 'cpu' or 'cuda'; ignored when `rasterizer` is given. */
+  device?: DeviceChoice;
+  /** CPU threads that draw batches (0: the gRPC thread draws them). */
+  workerThreads?: number;
+  /** Gather concurrent unary calls for up to this long [us] into one batch; 0 turns it off. */
+  batchWindowUs?: number;
+  /** Largest RasterizeBatch, and largest micro-batch. */
+  maxBatchSize?: number;
   /** Folder for map snapshots and roadmap tiles; undefined disables caching. */
   cacheDir?: string;
 }
@@ -74,9 +83,17 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const { logger } = options;
   const version = packageVersion();
   const registry = new MapRegistry(logger, options.cacheDir);
-  const rasterizer = options.rasterizer ?? new CpuRasterizer();
+  const selected: SelectedDevice = options.rasterizer
+    ? { rasterizer: options.rasterizer, gpuName: '', gpuMemoryBytes: 0 }
+    : await selectDevice(options.device ?? 'auto', options.workerThreads ?? 0);
+  const { rasterizer } = selected;
+  if (selected.cpuReason) logger.info({ reason: selected.cpuReason }, `rasterizing on the CPU: ${selected.cpuReason}`);
+  else if (selected.gpuName) logger.info({ gpuName: selected.gpuName, gpuMemoryBytes: selected.gpuMemoryBytes }, `rasterizing on CUDA device ${selected.gpuName}`);
+  const maxBatchSize = options.maxBatchSize ?? 256;
+  const batcher = options.batchWindowUs && options.batchWindowUs > 0 ? new MicroBatcher(rasterizer, options.batchWindowUs, maxBatchSize) : undefined;
   const service = new RasterService({
     registry, rasterizer, defaults: options.defaults, limits: options.limits, logger, version, maxConcurrentCalls: options.maxConcurrentCalls,
+    maxBatchSize, batcher, gpuName: selected.gpuName, gpuMemoryBytes: selected.gpuMemoryBytes,
   });
 
   const server = new grpc.Server({
@@ -125,6 +142,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         }, graceMs);
         server.tryShutdown(() => {
           clearTimeout(timer);
+          void (rasterizer as { close?: () => Promise<void> }).close?.();
           resolve();
         });
       }),

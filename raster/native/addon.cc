@@ -25,16 +25,22 @@ bool readArray(const Napi::Env& env, const Napi::Value& value, napi_typedarray_t
   if (!value.IsTypedArray() || value.As<Napi::TypedArray>().TypedArrayType() != type) {
     return fail(env, std::string(name) + " must be a typed array of the documented element type");
   }
-  Napi::TypedArray array = value.As<Napi::TypedArray>();
-  data = reinterpret_cast<T*>(static_cast<uint8_t*>(array.ArrayBuffer().Data()) + array.ByteOffset());
-  length = array.ElementLength();
+  // napi_get_typedarray_info gives the data pointer for views of SharedArrayBuffers too (worker outputs).
+  napi_typedarray_type actualType;
+  void* pointer = nullptr;
+  size_t elements = 0;
+  if (napi_get_typedarray_info(env, value, &actualType, &elements, &pointer, nullptr, nullptr) != napi_ok || (pointer == nullptr && elements > 0)) {
+    return fail(env, std::string(name) + " could not be read as a typed array");
+  }
+  data = static_cast<T*>(pointer);
+  length = elements;
   return true;
 }
 
 bool readImage(const Napi::CallbackInfo& info, rasterd::FloatImage& image) {
   const Napi::Env env = info.Env();
-  float* data;
-  size_t length;
+  float* data = nullptr;
+  size_t length = 0;
   if (!readArray(env, info[0], napi_float32_array, "image", data, length)) return false;
   const int rows = info[1].As<Napi::Number>().Int32Value();
   const int cols = info[2].As<Napi::Number>().Int32Value();
@@ -157,9 +163,9 @@ Napi::Value Libm(const Napi::CallbackInfo& info) {
 
 bool readRings(const Napi::Env& env, const Napi::Value& coordsValue, const Napi::Value& rangesValue, const Napi::Value& colorsValue,
                const char* name, rasterd::RingSet& rings) {
-  double* coords;
-  uint32_t* ranges;
-  size_t coordCount, rangeCount;
+  double* coords = nullptr;
+  uint32_t* ranges = nullptr;
+  size_t coordCount = 0, rangeCount = 0;
   if (!readArray(env, coordsValue, napi_float64_array, "coords", coords, coordCount)) return false;
   if (!readArray(env, rangesValue, napi_uint32_array, name, ranges, rangeCount)) return false;
   if (rangeCount % 2 != 0) return fail(env, std::string(name) + " must hold [start, end) pairs");
