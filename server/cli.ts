@@ -5,6 +5,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 
 import { DEFAULT_MAP_VERSION, listMapsRoot, parseMapFlag, type MapSource } from '../maps/maps-root.js';
 import { NUPLAN_DEFAULT_SETTINGS, readSettingsFile, type RasterSettings } from '../raster/settings.js';
+import { checkHealth } from './health-command.js';
 import { createLogger } from './logger.js';
 import { runRender } from './render-command.js';
 import { DEFAULT_REQUEST_LIMITS } from './request.js';
@@ -16,6 +17,8 @@ Usage:
   rasterd serve [options]        serve RasterService (with no map flags: the embedded sample map)
   rasterd render [options]       write one request's raster as a PNG with the layers in colour
   rasterd sample-map --out DIR   write the embedded sample map as a nuPlan maps root
+  rasterd health [--target HOST:PORT] [--service NAME]
+                                 exit 0 when the server reports SERVING (container health checks)
 
 Map options (serve, render):
   --maps-root DIR          nuPlan maps root (default $NUPLAN_MAPS_ROOT)
@@ -215,6 +218,13 @@ async function sampleMap(args: string[]): Promise<void> {
   process.stdout.write(`wrote ${source.path}; serve it with: rasterd serve --maps-root ${resolve(values.out)}\n`);
 }
 
+async function health(args: string[]): Promise<void> {
+  const { values } = parseArgs({ args, options: { target: { type: 'string', default: '127.0.0.1:50051' }, service: { type: 'string', default: '' }, 'timeout-ms': { type: 'string' } } });
+  const status = await checkHealth(values.target, values.service, integer('timeout-ms', values['timeout-ms'], 3000, 1));
+  process.stdout.write(`${status}\n`);
+  if (status !== 'SERVING') process.exitCode = 1;
+}
+
 /** Runs the rasterd command line. */
 export async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv;
@@ -225,6 +235,8 @@ export async function main(argv: string[]): Promise<void> {
       return render(rest);
     case 'sample-map':
       return sampleMap(rest);
+    case 'health':
+      return health(rest);
     case undefined:
     case '-h':
     case '--help':
