@@ -1,7 +1,7 @@
 import { CpuRasterizer } from './cpu-rasterizer.js';
 import type { Rasterizer } from './rasterizer.js';
 
-/** Which rasterizer `--device` asks for. */
+/** The rasterizer choice of `--device`. */
 export type DeviceChoice = 'auto' | 'cpu' | 'cuda';
 
 /** The chosen rasterizer and what to report about it. */
@@ -9,11 +9,11 @@ export interface SelectedDevice {
   rasterizer: Rasterizer;
   gpuName: string;
   gpuMemoryBytes: number;
-  /** Why CUDA was not used, when it was not. */
+  /** The reason CUDA was not used, when it was not. */
   cpuReason?: string;
 }
 
-/** What raster/cuda-rasterizer.ts exports; loaded lazily so that the CPU path never needs it. */
+/** The exports of raster/cuda-rasterizer.ts, loaded lazily so that the CPU path never needs them. */
 interface CudaModule {
   CudaRasterizer: {
     new (): Rasterizer;

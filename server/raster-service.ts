@@ -13,7 +13,7 @@ import { parseRasterizeRequest, type ParsedRequest, type RasterizeRequestMessage
 import type { MicroBatcher } from './micro-batcher.js';
 import { encodeBatchResponse, encodeResponse } from './response-encoder.js';
 
-/** What the RasterizeResponse serializer receives: the bytes are already encoded. */
+/** A RasterizeResponse already encoded to protobuf bytes, as the response serializer receives it. */
 export interface EncodedMessage {
   encoded: Buffer;
 }
@@ -139,7 +139,7 @@ export class RasterService {
         this.serve('RasterizeBatch', call, async () => {
           const messages = call.request.requests ?? [];
           if (messages.length > this.options.maxBatchSize) {
-            throw new StatusError(status.INVALID_ARGUMENT, `requests holds ${messages.length} entries; the server accepts at most ${this.options.maxBatchSize} per batch`);
+            throw new StatusError(status.INVALID_ARGUMENT, `requests contains ${messages.length} entries; the server accepts at most ${this.options.maxBatchSize} per batch`);
           }
           const requests = messages.map((message, i) => {
             try {

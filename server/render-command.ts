@@ -9,7 +9,7 @@ import { CpuRasterizer } from '../raster/cpu-rasterizer.js';
 import { PACIFICA, type Scene } from '../raster/scene.js';
 import type { RasterSettings } from '../raster/settings.js';
 
-/** What `rasterd render` draws. */
+/** Options of `rasterd render`. */
 export interface RenderOptions {
   sources: MapSource[];
   settings: RasterSettings;
