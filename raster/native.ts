@@ -35,7 +35,7 @@ export interface NativeAddon {
 
   /**
    * Draws one scene into `out` (float32 [targetWidth, targetHeight, 4]). Returns false when the ego
-   * pose cannot be inverted. `timings` receives roadmap, agents, baselines, ego and interleave [us].
+   * pose cannot be inverted. `timings` receives roadmap, agents, baselines, ego and output-clearing times [us].
    */
   rasterize(
     params: Float64Array, coords: Float64Array, polygonRanges: Uint32Array, polygonColors: Float32Array,

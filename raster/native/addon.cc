@@ -194,7 +194,7 @@ bool readRings(const Napi::Env& env, const Napi::Value& coordsValue, const Napi:
  * rasterize(params, coords, polygonRanges, polygonColors, baselineRanges, agents, out, timings?) -> boolean
  * Draws one scene into `out` (Float32Array, targetWidth * targetHeight * 4). Returns false when the
  * ego pose cannot be inverted. `timings` (Float64Array[5], optional) receives roadmap, agents,
- * baselines, ego and interleave times [us].
+ * baselines, ego and output-clearing times [us].
  */
 Napi::Value Rasterize(const Napi::CallbackInfo& info) {
   const Napi::Env env = info.Env();
@@ -230,7 +230,7 @@ Napi::Value Rasterize(const Napi::CallbackInfo& info) {
       t[1] = timings.agents;
       t[2] = timings.baselines;
       t[3] = timings.ego;
-      t[4] = timings.interleave;
+      t[4] = timings.serialization;
     }
   }
   return Napi::Boolean::New(env, ok);

@@ -16,11 +16,22 @@
 
 namespace rasterd {
 
-/** A row-major single-channel float32 image that the drawing functions write into. */
+/**
+ * A row-major float32 image that the drawing functions write into: one channel of an image with
+ * `pixelStride` interleaved channels, optionally stored upside down (row y at rows - 1 - y), so that
+ * nuPlan's np.flip and dstack cost nothing.
+ */
 struct FloatImage {
   float* data;
   int rows;
   int cols;
+  int pixelStride = 1;
+  bool flipRows = false;
+
+  float* row(int y) const {
+    const int stored = flipRows ? rows - 1 - y : y;
+    return data + static_cast<size_t>(stored) * cols * pixelStride;
+  }
 };
 
 /** A point in OpenCV's 64-bit fixed-point drawing space. */
@@ -44,13 +55,18 @@ inline int saturateInt(int64_t value) {
 }
 
 inline void putPixel(const FloatImage& image, int x, int y, float color) {
-  if (0 <= x && x < image.cols && 0 <= y && y < image.rows) image.data[static_cast<size_t>(y) * image.cols + x] = color;
+  if (0 <= x && x < image.cols && 0 <= y && y < image.rows) image.row(y)[static_cast<size_t>(x) * image.pixelStride] = color;
 }
 
 /** Writes `color` to columns x1..x2 (inclusive) of row y; the caller has clipped both to the image. */
 inline void horizontalLine(const FloatImage& image, int y, int x1, int x2, float color) {
-  float* row = image.data + static_cast<size_t>(y) * image.cols;
-  for (int x = x1; x <= x2; x++) row[x] = color;
+  float* row = image.row(y);
+  if (image.pixelStride == 1) {
+    for (int x = x1; x <= x2; x++) row[x] = color;
+    return;
+  }
+  const int stride = image.pixelStride;
+  for (int x = x1; x <= x2; x++) row[static_cast<size_t>(x) * stride] = color;
 }
 
 /**

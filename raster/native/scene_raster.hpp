@@ -49,7 +49,7 @@ struct AgentSet {
 
 /** Per-stage wall time of one scene [us]. */
 struct SceneTimings {
-  double roadmap = 0, agents = 0, baselines = 0, ego = 0, interleave = 0;
+  double roadmap = 0, agents = 0, baselines = 0, ego = 0, serialization = 0;
 };
 
 /** Derived ranges of RasterFeatureBuilder.__init__ [m]. */
@@ -93,7 +93,6 @@ inline int64_t toInt32(double value) {
 
 /** Reusable buffers of one worker thread, so that rasterizing a scene does not allocate once warm. */
 struct SceneScratch {
-  std::vector<float> ego, agents, roadmap, baselines;
   std::vector<PointL> points;
   std::vector<PolyEdge> edges;
 };
@@ -213,43 +212,37 @@ inline bool rasterizeScene(const SceneParams& p, const RingSet& polygons, const 
 
   const int rows = p.targetWidth;
   const int cols = p.targetHeight;
-  const size_t pixels = static_cast<size_t>(rows) * cols;
+  const size_t values = static_cast<size_t>(rows) * cols * 4;
   const RasterRanges ranges = computeRanges(p);
-  for (auto* layer : {&scratch.ego, &scratch.agents, &scratch.roadmap, &scratch.baselines}) layer->assign(pixels, 0.0f);
+
+  // Each layer draws straight into its channel of the [rows, cols, 4] output; agents, roadmap and
+  // baselines are stored upside down, which is nuPlan's np.flip(axis=0).
+  auto start = Clock::now();
+  std::fill(out, out + values, 0.0f);
+  const FloatImage ego{out + 0, rows, cols, 4, false};
+  const FloatImage agentsImage{out + 1, rows, cols, 4, true};
+  const FloatImage roadmap{out + 2, rows, cols, 4, true};
+  const FloatImage baselineImage{out + 3, rows, cols, 4, true};
+  if (timings) timings->serialization = elapsedUs(start);
 
   Matrix3 transform;
   if (!roadmapTransform(p, transform)) return false;
 
-  auto start = Clock::now();
-  drawRoadmap(p, ranges, transform, polygons, FloatImage{scratch.roadmap.data(), rows, cols}, scratch);
+  start = Clock::now();
+  drawRoadmap(p, ranges, transform, polygons, roadmap, scratch);
   if (timings) timings->roadmap = elapsedUs(start);
 
   start = Clock::now();
-  if (!drawAgents(p, ranges, agents, FloatImage{scratch.agents.data(), rows, cols}, scratch)) return false;
+  if (!drawAgents(p, ranges, agents, agentsImage, scratch)) return false;
   if (timings) timings->agents = elapsedUs(start);
 
   start = Clock::now();
-  drawEgo(p, FloatImage{scratch.ego.data(), rows, cols});
+  drawEgo(p, ego);
   if (timings) timings->ego = elapsedUs(start);
 
   start = Clock::now();
-  drawBaselines(p, ranges, transform, baselines, FloatImage{scratch.baselines.data(), rows, cols}, scratch);
+  drawBaselines(p, ranges, transform, baselines, baselineImage, scratch);
   if (timings) timings->baselines = elapsedUs(start);
-
-  // Interleave to [rows, cols, 4]; agents, roadmap and baselines are flipped upside down.
-  start = Clock::now();
-  for (int r = 0; r < rows; r++) {
-    const size_t flipped = static_cast<size_t>(rows - 1 - r) * cols;
-    const size_t straight = static_cast<size_t>(r) * cols;
-    float* dst = out + straight * 4;
-    for (int c = 0; c < cols; c++) {
-      dst[4 * c + 0] = scratch.ego[straight + c];
-      dst[4 * c + 1] = scratch.agents[flipped + c];
-      dst[4 * c + 2] = scratch.roadmap[flipped + c];
-      dst[4 * c + 3] = scratch.baselines[flipped + c];
-    }
-  }
-  if (timings) timings->interleave = elapsedUs(start);
   return true;
 }
 
