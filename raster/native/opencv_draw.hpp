@@ -467,8 +467,7 @@ inline void collectPolyEdges(const FloatImage& image, const PointL* v, int count
 
 /** Fills between edge crossings scanline by scanline (OpenCV's FillEdgeCollection, even-odd rule). */
 inline void fillEdgeCollection(const FloatImage& image, std::vector<PolyEdge>& edges, float color) {
-  const int total = static_cast<int>(edges.size());
-  if (total < 2) return;
+  if (edges.size() < 2) return;
 
   int yMax = INT_MIN, yMin = INT_MAX;
   int64_t xMax = -1, xMin = INT64_MAX;
@@ -483,12 +482,31 @@ inline void fillEdgeCollection(const FloatImage& image, std::vector<PolyEdge>& e
   }
   if (yMax < 0 || yMin >= image.rows || xMax < 0 || xMin >= shiftLeft(image.cols, kXyShift)) return;
 
+  // OpenCV walks the rows above the image too, drawing nothing but stepping each edge's x by dx.
+  // Integer steps make that walk exact to skip: an edge's x at row 0 is x + (0 - y0) * dx, and the
+  // active list there is the same set in the same x order.
+  if (yMin < 0) {
+    size_t kept = 0;
+    for (size_t k = 0; k < edges.size(); k++) {
+      PolyEdge edge = edges[k];
+      if (edge.y1 <= 0) continue;
+      if (edge.y0 < 0) {
+        edge.x += static_cast<int64_t>(-edge.y0) * edge.dx;
+        edge.y0 = 0;
+      }
+      edges[kept++] = edge;
+    }
+    edges.resize(kept);
+    if (edges.empty()) return;
+  }
+
   std::sort(edges.begin(), edges.end(), [](const PolyEdge& a, const PolyEdge& b) {
     if (a.y0 != b.y0) return a.y0 < b.y0;
     if (a.x != b.x) return a.x < b.x;
     return a.dx < b.dx;
   });
 
+  const int total = static_cast<int>(edges.size());
   PolyEdge sentinel;
   sentinel.y0 = INT_MAX;
   edges.push_back(sentinel);
