@@ -1,5 +1,6 @@
 import type { MapData } from '../maps/map-data.js';
-import { collectDrawables } from './map-query.js';
+import { collectDrawables, MapLayerUnavailableError } from './map-query.js';
+import { roadmapTilesFor, type RoadmapTiles } from './roadmap-tiles.js';
 import { native } from './native.js';
 import type { Rasterizer } from './rasterizer.js';
 import type { RasterResult, Scene, SceneJob } from './scene.js';
@@ -8,6 +9,19 @@ import { sceneParams } from './scene-params.js';
 import { CpuWorkerPool } from './cpu-pool.js';
 
 export { sceneParams };
+
+/**
+ * The roadmap tiles to sample in tiles mode, undefined in exact mode.
+ * @throws MapLayerUnavailableError when tiles mode is asked for layers the map has no tiles for
+ */
+export function tilesFor(map: MapData, settings: RasterSettings): RoadmapTiles | undefined {
+  if (settings.roadmapMode !== 'tiles') return undefined;
+  const tiles = roadmapTilesFor(map, settings);
+  if (!tiles) {
+    throw new MapLayerUnavailableError(map.name, 'roadmap_tiles', `map '${map.name}' has no roadmap tiles for these map_features (the server builds tiles for its default map_features only); use ROADMAP_MODE_EXACT or the default map_features`);
+  }
+  return tiles;
+}
 
 /** Rasterizes on the CPU with the C++ addon; the map query runs here in TypeScript. */
 export class CpuRasterizer implements Rasterizer {
@@ -24,14 +38,21 @@ export class CpuRasterizer implements Rasterizer {
     const size = settings.targetWidth * settings.targetHeight * 4;
     const data = out && out.length === size ? out : new Float32Array(size);
 
+    // Tiles mode skips the polygons of the exact roadmap and samples the static tiles instead.
+    const tiles = tilesFor(map, settings);
     const center = native.egoCenter(params);
-    const drawables = collectDrawables(map, center[0], center[1], settings);
+    const drawables = collectDrawables(map, center[0], center[1], tiles ? { ...settings, mapFeatures: [] } : settings);
     const mapQuery = (performance.now() - started) * 1000;
 
     const ok = native.rasterize(
       params, map.coords, drawables.polygonRanges, drawables.polygonColors, drawables.baselineRanges, scene.objects, data, this.stageTimes,
     );
     if (!ok) throw new RangeError(`the ego pose (${scene.rearAxle.x}, ${scene.rearAxle.y}, ${scene.rearAxle.heading}) gives a singular transform; send finite values`);
+    if (tiles) {
+      const sampleStarted = performance.now();
+      tiles.sample(params, settings, data);
+      this.stageTimes[0] = (performance.now() - sampleStarted) * 1000;
+    }
 
     const [roadmap, agents, baselines, ego, serialization] = this.stageTimes;
     return {
@@ -44,7 +65,16 @@ export class CpuRasterizer implements Rasterizer {
   async rasterizeBatch(jobs: Array<SceneJob & { map: MapData }>): Promise<RasterResult[]> {
     if (this.workerThreads === 0 || jobs.length < 2) return jobs.map((job) => this.rasterize(job.map, job.scene, job.settings));
     this.pool ??= new CpuWorkerPool(this.workerThreads);
-    return this.pool.rasterizeBatch(jobs);
+    const tiles = jobs.map((job) => tilesFor(job.map, job.settings));
+    const results = await this.pool.rasterizeBatch(jobs.map((job, i) => (tiles[i] ? { ...job, settings: { ...job.settings, mapFeatures: [] } } : job)));
+    results.forEach((result, i) => {
+      const jobTiles = tiles[i];
+      if (!jobTiles) return;
+      const sampleStarted = performance.now();
+      jobTiles.sample(sceneParams(jobs[i].scene, jobs[i].settings), jobs[i].settings, result.data);
+      result.timings.roadmap = (performance.now() - sampleStarted) * 1000;
+    });
+    return results;
   }
 
   /** Stops the worker threads, if any were started. */

@@ -1,6 +1,8 @@
 import { loadMap } from '../maps/map-cache.js';
 import type { MapData } from '../maps/map-data.js';
 import type { MapSource } from '../maps/maps-root.js';
+import { attachRoadmapTiles, RoadmapTiles } from '../raster/roadmap-tiles.js';
+import type { RasterSettings } from '../raster/settings.js';
 import type { Logger } from './logger.js';
 
 /** A map that failed to load, with the reason. */
@@ -17,7 +19,7 @@ export class MapRegistry {
   /**
    * @param cacheDir folder for map snapshots (see maps/map-cache.ts); undefined disables them
    */
-  constructor(private readonly logger: Logger, private readonly cacheDir?: string) {}
+  constructor(private readonly logger: Logger, private readonly cacheDir?: string, private readonly defaults?: RasterSettings) {}
 
   /** The loaded map named `name`, or undefined. */
   get(name: string): MapData | undefined {
@@ -27,6 +29,18 @@ export class MapRegistry {
   /** Names of the loaded maps, sorted. */
   names(): string[] {
     return [...this.maps.keys()].sort();
+  }
+
+  /** Builds (or reads from the cache) the roadmap tiles of a map for the server's default settings. */
+  private async buildTiles(map: MapData, defaults: RasterSettings): Promise<void> {
+    try {
+      const { tiles, fromCache } = await RoadmapTiles.load(map, defaults, { cacheDir: this.cacheDir, logger: this.logger });
+      attachRoadmapTiles(map, tiles);
+      const count = tiles.tiles.filter((tile) => tile !== null).length;
+      this.logger.info({ map: map.name, tiles: count, fromCache }, `map ${map.name}: ${count} roadmap tiles ${fromCache ? 'read from the cache' : 'built'}`);
+    } catch (error) {
+      this.logger.warn({ map: map.name, err: (error as Error).message }, `map ${map.name}: roadmap tiles not built, so tiles mode is unavailable for it`);
+    }
   }
 
   /**
@@ -51,6 +65,7 @@ export class MapRegistry {
         });
         if (showProgress) process.stderr.write('\n');
         this.maps.set(source.name, map);
+        if (this.defaults) await this.buildTiles(map, this.defaults);
         this.logger.info(
           { map: source.name, path: source.path, projectedCrs: map.projectedCrs, layerCounts: map.layerCounts, vertices: map.coords.length / 2, loadMs: Math.round(map.loadMs), fromCache },
           `map ${source.name} loaded in ${Math.round(map.loadMs)} ms${fromCache ? ' from its snapshot' : ''}`,

@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { status, type sendUnaryData, type ServerDuplexStream, type ServerUnaryCall, type UntypedServiceImplementation } from '@grpc/grpc-js';
 
 import type { MapData } from '../maps/map-data.js';
+import { CpuRasterizer, tilesFor } from '../raster/cpu-rasterizer.js';
 import type { Rasterizer } from '../raster/rasterizer.js';
 import type { RasterResult } from '../raster/scene.js';
 import type { RasterSettings } from '../raster/settings.js';
@@ -44,6 +45,7 @@ function mapInfo(map: MapData) {
 /** The RasterService RPC handlers. */
 export class RasterService {
   private inFlight = 0;
+  private cpuForTiles: CpuRasterizer | null = null;
 
   constructor(private readonly options: RasterServiceOptions) {}
 
@@ -62,16 +64,21 @@ export class RasterService {
   }
 
   private checkMode(request: ParsedRequest): void {
-    if (request.settings.roadmapMode === 'tiles') {
-      // TODO: the tiles roadmap mode (static tiles sampled per step) is not built yet.
-      throw new StatusError(status.UNIMPLEMENTED, 'config.roadmap_mode ROADMAP_MODE_TILES is not available on this server yet; use ROADMAP_MODE_EXACT');
+    if (request.settings.roadmapMode === 'tiles') tilesFor(this.findMap(request.mapName), request.settings);
+  }
+
+  /** The rasterizer for a request: tiles mode samples its tiles on the CPU whatever the device. */
+  private rasterizerFor(request: ParsedRequest): Rasterizer {
+    if (request.settings.roadmapMode === 'tiles' && this.options.rasterizer.device !== 'cpu') {
+      this.cpuForTiles ??= new CpuRasterizer();
+      return this.cpuForTiles;
     }
+    return this.options.rasterizer;
   }
 
   private render(request: ParsedRequest): RasterResult {
-    this.checkMode(request);
     const map = this.findMap(request.mapName);
-    return this.options.rasterizer.rasterize(map, request.scene, request.settings);
+    return this.rasterizerFor(request).rasterize(map, request.scene, request.settings);
   }
 
   private parse(message: RasterizeRequestMessage): ParsedRequest {
@@ -125,7 +132,7 @@ export class RasterService {
       Rasterize: (call: ServerUnaryCall<RasterizeRequestMessage, EncodedMessage>, callback: sendUnaryData<EncodedMessage>) => {
         this.serve('Rasterize', call, () => {
           const request = this.parse(call.request);
-          if (this.options.batcher) {
+          if (this.options.batcher && this.rasterizerFor(request) === this.options.rasterizer) {
             const map = this.findMap(request.mapName);
             this.checkMode(request);
             return this.options.batcher.submit({ mapName: request.mapName, map, scene: request.scene, settings: request.settings })

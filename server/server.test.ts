@@ -98,6 +98,22 @@ describe('rasterd serve', () => {
     expect(error.details).toContain(mention);
   });
 
+  it('samples static tiles in tiles mode', async () => {
+    const exact = rasterOf(await server.call('Rasterize', requestOf('town-a', townA.scenes[3])));
+    const tiles = rasterOf(await server.call('Rasterize', { ...requestOf('town-a', townA.scenes[3]), config: { roadmapMode: 'ROADMAP_MODE_TILES' } }));
+    let equal = 0, total = 0;
+    for (let i = 2; i < exact.length; i += 4) {
+      total++;
+      if (exact[i] === tiles[i]) equal++;
+    }
+    expect(equal / total).toBeGreaterThan(0.95);
+    for (const channel of [0, 1, 3]) {
+      for (let i = channel; i < exact.length; i += 4) if (exact[i] !== tiles[i]) throw new Error(`channel ${channel} differs at ${i}`);
+    }
+    const error = await server.call('Rasterize', { ...requestOf('town-a', townA.scenes[3]), config: { roadmapMode: 'ROADMAP_MODE_TILES', mapFeatures: [{ layer: 'WALKWAYS', color: 1 }] } }).catch((e) => e);
+    expect(error.code).toBe(grpc.status.FAILED_PRECONDITION);
+  });
+
   it('returns timings when asked', async () => {
     const reply = await server.call<{ timings: Record<string, number> }>('Rasterize', { ...requestOf('town-a', townA.scenes[0]), includeTimings: true });
     expect(reply.timings.totalUs).toBeGreaterThan(0);

@@ -82,7 +82,7 @@ function serverDefinition(): grpc.ServiceDefinition {
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
   const { logger } = options;
   const version = packageVersion();
-  const registry = new MapRegistry(logger, options.cacheDir);
+  const registry = new MapRegistry(logger, options.cacheDir, options.defaults);
   const selected: SelectedDevice = options.rasterizer
     ? { rasterizer: options.rasterizer, gpuName: '', gpuMemoryBytes: 0 }
     : await selectDevice(options.device ?? 'auto', options.workerThreads ?? 0);

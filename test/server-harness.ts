@@ -1,4 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import * as grpc from '@grpc/grpc-js';
@@ -31,7 +33,9 @@ export const clientPackage = (() => {
  * @throws Error with the server's log when it exits or does not serve within `timeoutMs`
  */
 export async function startTestServer(args: string[], timeoutMs = 60_000): Promise<TestServer> {
-  const child = spawn(process.execPath, [join(REPO_ROOT, 'bin/rasterd.js'), 'serve', '--host', '127.0.0.1', '--port', '0', ...args], {
+  // Each server gets its own cache folder (map snapshots, roadmap tiles) unless the test passes one.
+  const cacheArgs = args.includes('--cache-dir') || args.includes('--no-cache') ? [] : ['--cache-dir', mkdtempSync(join(tmpdir(), 'rasterd-test-cache-'))];
+  const child = spawn(process.execPath, [join(REPO_ROOT, 'bin/rasterd.js'), 'serve', '--host', '127.0.0.1', '--port', '0', ...cacheArgs, ...args], {
     cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, RASTERD_LOG_LEVEL: process.env.RASTERD_LOG_LEVEL ?? 'info' },
   });
   const logs: string[] = [];
