@@ -48,7 +48,7 @@ constexpr int kBaselineShift = 13;
 /** Active edges a row gathers in registers before it falls back to repeated minimum searches. */
 constexpr int kRowEdgeCapacity = 16;
 
-/** What a ring is: where its vertices come from and which layer it is drawn into. */
+/** Ring kinds, by the source of their vertices and the layer they are drawn into. */
 enum RingKind : int32_t {
   kRingRoadmap = 0,   // map polygon ring, transformed on the device, filled into the roadmap layer
   kRingAgent = 1,     // box corners given in fixed point by the host, filled into the agents layer
@@ -107,7 +107,7 @@ struct SceneDesc {
   double radius;         // [m] half size of the raster square
   double pixelSize;      // [m]
   const double* coords;  // the scene's map vertices: x0, y0, x1, y1, ... [m]
-  const uint8_t* ego;    // ego layer, rows x cols, 1 where drawn; null for a scene that failed
+  const uint8_t* ego;    // ego layer, rows x cols, 1 where drawn, or null for a scene that failed
   int32_t rows;          // [px] targetWidth
   int32_t cols;          // [px] targetHeight
   int32_t baselineThickness;  // [px]
@@ -177,9 +177,9 @@ struct BatchView {
 
 /** A band of rows [rowBegin, rowEnd) of one scene's agents, roadmap and baseline layers (before the flip). */
 struct BandCanvas {
-  int32_t* roadmap;    // 1 + batch ring index of the last roadmap polygon drawn, 0 where none; rows x stride
-  uint8_t* agents;     // 1 where drawn; rows x cols
-  uint8_t* baselines;  // 1 where drawn; rows x cols
+  int32_t* roadmap;    // rows x stride: 1 + batch ring index of the last roadmap polygon drawn, 0 where none
+  uint8_t* agents;     // rows x cols, 1 where drawn
+  uint8_t* baselines;  // rows x cols, 1 where drawn
   int rowBegin;
   int rowEnd;
   int rows;            // [px] whole image, for OpenCV's clipping
@@ -187,7 +187,7 @@ struct BandCanvas {
   int stride;          // elements per row of `roadmap`
 };
 
-/** Which layer a primitive draws into, and for the roadmap, its draw index (ring + 1). */
+/** The layer a primitive draws into and, for the roadmap, its draw index (ring + 1). */
 struct Pen {
   int32_t kind;  // RingKind
   int32_t value;
@@ -209,13 +209,13 @@ RASTERD_HD void plotUnchecked(const BandCanvas& canvas, Pen pen, int x, int y) {
   }
 }
 
-/** OpenCV's pixel write, limited to the band. */
+/** Writes one pixel like OpenCV's image write, but only inside the band. */
 RASTERD_HD void plot(const BandCanvas& canvas, Pen pen, int x, int y) {
   if (y < canvas.rowBegin || y >= canvas.rowEnd || x < 0 || x >= canvas.cols) return;
   plotUnchecked(canvas, pen, x, y);
 }
 
-/** Columns x1..x2 (inclusive, already clipped to the image) of row y, if the row is in the band. */
+/** Writes columns x1..x2 (inclusive, already clipped to the image) of row y when the row is in the band. */
 RASTERD_HD void plotSpan(const BandCanvas& canvas, Pen pen, int y, int x1, int x2) {
   if (y < canvas.rowBegin || y >= canvas.rowEnd) return;
   for (int x = x1; x <= x2; x++) plotUnchecked(canvas, pen, x, y);
@@ -273,7 +273,7 @@ RASTERD_HD bool clipLine(int64_t width, int64_t height, Point64& p1, Point64& p2
   return (c1 | c2) == 0;
 }
 
-/** OpenCV's 8-connected integer line (LineIterator walking left to right), drawn into the band. */
+/** Draws OpenCV's 8-connected integer line (LineIterator walking left to right) into the band. */
 RASTERD_HD void line8(const BandCanvas& canvas, Pen pen, int x1, int y1, int x2, int y2) {
   // Clipping only shortens the segment along itself, so its rows stay within the endpoints' rows.
   if (maxOf(y1, y2) < canvas.rowBegin || minOf(y1, y2) >= canvas.rowEnd) return;
@@ -327,14 +327,14 @@ RASTERD_HD void line8(const BandCanvas& canvas, Pen pen, int x1, int y1, int x2,
       x += stepX;
       if (minorStep) y += stepY;
     }
-    // Rows only move in the direction of stepY: once past the band, nothing more lands in it.
+    // Rows only move in the direction of stepY, so once past the band nothing more lands in it.
     if (stepY > 0 ? y >= canvas.rowEnd : y < canvas.rowBegin) break;
   }
 }
 
-/** OpenCV's sub-pixel LINE_8 line (Line2) between points with kXyShift fractional bits. */
+/** Draws OpenCV's sub-pixel LINE_8 line (Line2) between points with kXyShift fractional bits. */
 RASTERD_HD void line2(const BandCanvas& canvas, Pen pen, Point64 p1, Point64 p2) {
-  // Every pixel's row lies between the endpoints' rounded rows; one row of margin either side.
+  // Every pixel's row lies between the endpoints' rounded rows. One row of margin either side is kept.
   const int64_t rowLow = (minOf(p1.y, p2.y) >> kXyShift) - 1;
   const int64_t rowHigh = ((maxOf(p1.y, p2.y) + kXyHalf) >> kXyShift) + 1;
   if (rowHigh < canvas.rowBegin || rowLow >= canvas.rowEnd) return;
@@ -426,7 +426,7 @@ RASTERD_HD void filledCircle(const BandCanvas& canvas, Pen pen, int centerX, int
   }
 }
 
-/** Fills a convex polygon with LINE_8 edges (OpenCV's FillConvexPoly); `count` is at most 4 here. */
+/** Fills a convex polygon with LINE_8 edges (OpenCV's FillConvexPoly). Callers pass at most 4 vertices. */
 RASTERD_HD void fillConvexPoly(const BandCanvas& canvas, Pen pen, const Point64* v, int count, int shift) {
   const int delta = (1 << shift) >> 1;
   const int64_t delta1 = kXyHalf;
@@ -553,7 +553,7 @@ RASTERD_HD void thickLine(const BandCanvas& canvas, Pen pen, Point64 p0, Point64
     return;
   }
 
-  // Everything drawn lies within thickness px of the segment: skip segments far from the band.
+  // Everything drawn lies within thickness px of the segment, so segments far from the band are skipped.
   const int64_t margin = shiftLeft(thickness + 2, kXyShift);
   if (((maxOf(p0.y, p1.y) + margin) >> kXyShift) < canvas.rowBegin || ((minOf(p0.y, p1.y) - margin) >> kXyShift) >= canvas.rowEnd) {
     return;
@@ -593,7 +593,7 @@ RASTERD_HD void thickLine(const BandCanvas& canvas, Pen pen, Point64 p0, Point64
 // ---------------------------------------------------------------------------------------------
 // Stage 1: vertices and edges (one thread per batch vertex).
 
-/** numpy's astype(int64) on x86-64 (out of range and NaN give INT64_MIN), then OpenCV's wrap to int32. */
+/** Converts like numpy's astype(int64) on x86-64 (out of range and NaN give INT64_MIN), then wraps to int32 as OpenCV does. */
 RASTERD_HD int32_t fixedFromDouble(double value) {
   int64_t wide = INT64_MIN;
   if (value > -9223372036854775808.0 && value < 9223372036854775808.0) wide = static_cast<int64_t>(value);
@@ -615,7 +615,7 @@ RASTERD_HD void mapVertexToFixed(const SceneDesc& scene, double x, double y, int
   fixedY = fixedFromDouble(indexV * scale);
 }
 
-/** Vertex k of a ring, in fixed point. */
+/** Reads or computes vertex k of a ring in fixed point. */
 RASTERD_HD void ringVertex(const BatchView& batch, const RingDesc& ring, uint32_t k, int32_t& x, int32_t& y) {
   const uint32_t source = ring.source + k;
   if (ring.kind == kRingAgent) {
@@ -628,10 +628,10 @@ RASTERD_HD void ringVertex(const BatchView& batch, const RingDesc& ring, uint32_
                    ring.shift, x, y);
 }
 
-/** The last ring whose first vertex is at or before `vertex` (rings are in vertex order; empty rings are skipped over). */
+/** Finds the last ring whose first vertex is at or before `vertex`. Rings are in vertex order, and empty rings are skipped over. */
 RASTERD_HD int findRing(const RingDesc* rings, int ringCount, int vertex) {
   int low = 0;
-  int high = ringCount;  // answer in [low, high)
+  int high = ringCount;  // the result lies in [low, high)
   while (high - low > 1) {
     const int middle = low + (high - low) / 2;
     if (rings[middle].vertexBegin <= static_cast<uint32_t>(vertex)) {
@@ -644,8 +644,8 @@ RASTERD_HD int findRing(const RingDesc* rings, int ringCount, int vertex) {
 }
 
 /**
- * The edge from prev to cur of a polygon with `shift` fractional bits, as OpenCV's
- * CollectPolyEdges builds it: y rounded to rows, x scaled to kXyShift bits, dx truncated.
+ * Builds the edge from prev to cur of a polygon with `shift` fractional bits, as OpenCV's
+ * CollectPolyEdges does: y rounded to rows, x scaled to kXyShift bits, dx truncated.
  */
 RASTERD_HD FillEdge buildEdge(int32_t prevX, int32_t prevY, int32_t curX, int32_t curY, int shift, int32_t ring) {
   const int64_t delta = (int64_t(1) << shift) >> 1;
@@ -678,7 +678,7 @@ RASTERD_HD FillEdge buildEdge(int32_t prevX, int32_t prevY, int32_t curX, int32_
   return edge;
 }
 
-/** Stage 1 for one batch vertex: its fixed-point position, and its polygon edge or polyline segment flags. */
+/** Runs stage 1 for one batch vertex: stores its fixed-point position, and its polygon edge or polyline segment flags. */
 RASTERD_HD void processVertex(const BatchView& batch, int vertex) {
   const int ringIndex = findRing(batch.rings, batch.ringCount, vertex);
   const RingDesc& ring = batch.rings[ringIndex];
@@ -703,8 +703,8 @@ RASTERD_HD void processVertex(const BatchView& batch, int vertex) {
 // Stage 2: polygon row spans (one thread per ring).
 
 /**
- * Stage 2 for one ring: the rows FillEdgeCollection fills, including its early exit when every
- * edge lies outside the image, and the rows its outline may touch. Polylines get empty spans.
+ * Runs stage 2 for one ring: stores the rows FillEdgeCollection fills, including its early exit
+ * when every edge lies outside the image, and the rows its outline may touch. Polylines get empty spans.
  */
 RASTERD_HD void computePolygonMeta(const BatchView& batch, int ringIndex) {
   const RingDesc& ring = batch.rings[ringIndex];
@@ -749,19 +749,19 @@ RASTERD_HD Pen penOf(const RingDesc& ring, int ringIndex) {
   return Pen{ring.kind, ring.kind == kRingRoadmap ? ringIndex + 1 : 1};
 }
 
-/** The LINE_8 outline of one polygon edge (CollectPolyEdges draws every edge, horizontal ones too). */
+/** Draws the LINE_8 outline of one polygon edge (CollectPolyEdges draws every edge, horizontal ones too). */
 RASTERD_HD void drawEdgeOutline(const BatchView& batch, const BandCanvas& canvas, int edgeIndex) {
   const FillEdge& edge = batch.edges[edgeIndex];
   if (maxOf(edge.lineY0, edge.lineY1) < canvas.rowBegin || minOf(edge.lineY0, edge.lineY1) >= canvas.rowEnd) return;
   line8(canvas, penOf(batch.rings[edge.ring], edge.ring), edge.lineX0, edge.lineY0, edge.lineX1, edge.lineY1);
 }
 
-/** True when the polygon fills any row of the band. */
+/** Returns true when the polygon fills any row of the band. */
 RASTERD_HD bool fillTouchesBand(const PolygonMeta& meta, const BandCanvas& canvas) {
   return meta.fillRowBegin < meta.fillRowEnd && meta.fillRowBegin < canvas.rowEnd && meta.fillRowEnd > canvas.rowBegin;
 }
 
-/** One span of FillEdgeCollection: between crossings xl <= xr (kXyShift bits), pixels ceil(xl)..floor(xr), clipped. */
+/** Fills one span of FillEdgeCollection: between crossings xl <= xr (kXyShift bits), pixels ceil(xl)..floor(xr), clipped. */
 RASTERD_HD void fillSpan(const BandCanvas& canvas, Pen pen, int y, int64_t xl, int64_t xr) {
   int x1 = static_cast<int>((xl + kXyOne - 1) >> kXyShift);
   int x2 = static_cast<int>(xr >> kXyShift);
@@ -831,7 +831,7 @@ RASTERD_HD void fillPolygonRow(const BatchView& batch, const BandCanvas& canvas,
       fillRowBySelection(batch, canvas, pen, ring, y);
       return;
     }
-    // Insertion sort: rows rarely have more than four crossings.
+    // Insertion sort, because rows of map polygons usually have two to four crossings.
     int64_t x = wrappingMultiplyAdd(edge.x, y - edge.y0, edge.dx);
     int position = count++;
     while (position > 0 && crossings[position - 1] > x) {
@@ -843,7 +843,7 @@ RASTERD_HD void fillPolygonRow(const BatchView& batch, const BandCanvas& canvas,
   for (int i = 0; i + 1 < count; i += 2) fillSpan(canvas, pen, y, crossings[i], crossings[i + 1]);
 }
 
-/** The baseline-path segment that ends at `vertex`, if any (OpenCV's PolyLine of an open path). */
+/** Draws the baseline-path segment that ends at `vertex`, if any (OpenCV's PolyLine of an open path). */
 RASTERD_HD void drawBaselineSegment(const BatchView& batch, const BandCanvas& canvas, int vertex, int thickness) {
   const uint8_t flags = batch.segmentFlags[vertex];
   if (flags == kNoSegment) return;
@@ -853,8 +853,8 @@ RASTERD_HD void drawBaselineSegment(const BatchView& batch, const BandCanvas& ca
 }
 
 /**
- * The four output values of pixel (y, x) of the band: ego (not flipped), agents, roadmap and
- * baselines, which nuPlan flips upside down. The caller stores them at output row rows - 1 - y.
+ * Computes the four output values of pixel (y, x) of the band: ego (not flipped), agents, roadmap
+ * and baselines, which nuPlan flips upside down. The caller stores them at output row rows - 1 - y.
  */
 RASTERD_HD void bandPixelValues(const BatchView& batch, const SceneDesc& scene, const BandCanvas& canvas, int y, int x, float values[4]) {
   const int row = y - canvas.rowBegin;
@@ -866,7 +866,7 @@ RASTERD_HD void bandPixelValues(const BatchView& batch, const SceneDesc& scene, 
   values[3] = canvas.baselines[static_cast<ptrdiff_t>(row) * canvas.cols + x] ? 1.0f : 0.0f;
 }
 
-/** Rows per band so that one band's canvas fits in `budgetBytes` of shared memory: at most 32 (one warp lane per row). */
+/** Returns the rows per band that fit one band's canvas in `budgetBytes` of shared memory, at most 32 (one warp lane per row). */
 RASTERD_HD int bandRowsFor(int rows, int cols, size_t budgetBytes) {
   const size_t perRow = static_cast<size_t>(cols + 1) * sizeof(int32_t) + 2 * static_cast<size_t>(cols);
   size_t fit = budgetBytes / perRow;
@@ -875,7 +875,7 @@ RASTERD_HD int bandRowsFor(int rows, int cols, size_t budgetBytes) {
   return band < rows ? band : rows;
 }
 
-/** Bytes of one band's canvas (roadmap plane with a stride of cols + 1, then the two byte planes), 16-byte aligned. */
+/** Returns the bytes of one band's canvas (roadmap plane with a stride of cols + 1, then the two byte planes), 16-byte aligned. */
 RASTERD_HD size_t bandCanvasBytes(int bandRows, int cols) {
   const size_t bytes = static_cast<size_t>(bandRows) * (static_cast<size_t>(cols + 1) * sizeof(int32_t) + 2 * static_cast<size_t>(cols));
   return (bytes + 15) & ~static_cast<size_t>(15);

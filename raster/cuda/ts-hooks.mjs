@@ -1,6 +1,6 @@
 // Node.js module hooks that run the repository's TypeScript sources without a build step, for
-// the scripts in this folder (export-device-fixtures.mjs). Each .ts file is transpiled on its own
-// with the typescript package, so types are stripped and never checked: `npx tsc --noEmit` checks them.
+// the scripts in this folder (prepare-device-bundle.mjs). Each .ts file is transpiled on its own
+// with the typescript package, so types are stripped and not checked. `npx tsc --noEmit` checks them.
 //
 // Usage: node --import ./raster/cuda/ts-register.mjs SCRIPT
 import { readFile } from 'node:fs/promises';
