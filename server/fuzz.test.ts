@@ -23,7 +23,7 @@ const DOCUMENTED = new Set([
 const townMap = join(LOCAL_FIXTURES, 'maps/town-a/1.0.0/map.gpkg');
 const townA = loadParitySet('town-a')!;
 
-/** Deterministic uniform numbers in [0, 1) (mulberry32). */
+/** Returns a deterministic generator of uniform numbers in [0, 1) (mulberry32). */
 function createRandom(seed: number): () => number {
   let state = seed >>> 0;
   return () => {
