@@ -282,7 +282,10 @@ async function main(): Promise<void> {
       `${String(row.elapsedS).padStart(9)}  ${String(row.calls).padStart(5)}  ${String(row.errors).padStart(6)}  ${row.p50Ms.toFixed(2).padStart(16)}  ${row.p99Ms.toFixed(2).padStart(16)}  ${(row.rssBytes / 2 ** 20).toFixed(1).padStart(7)}\n`,
     );
   };
-  const timer = setInterval(() => void report(), options.intervalS * 1000);
+  // The last interval is reported after the clients stop, so that it is a whole one.
+  const timer = setInterval(() => {
+    if (Date.now() < endAt - 1_000) void report();
+  }, options.intervalS * 1000);
   const sampler = setInterval(() => {
     const interval = current;
     serverRss(server.metricsPort).then((rss) => interval.rssSamples.push(rss), () => interval.addError('metrics scrape failed'));

@@ -176,7 +176,11 @@ export class RasterService {
     return encoded;
   }
 
-  /** Rejects a call that cannot start: draining, over the concurrency limit, or past its deadline. */
+  /**
+   * Rejects a call that cannot start: draining, over the concurrency limit, or past its deadline.
+   * NOTE: the limit counts calls, not bytes, so queued calls can hold up to maxConcurrentCalls
+   * requests of --max-message-bytes each in memory.
+   */
   private admissionError(method: string, call: { getDeadline(): Date | number }): StatusError | null {
     if (this.draining) return new StatusError(status.UNAVAILABLE, `${method}: rasterd is shutting down; retry on another server or after it restarts`);
     if (this.inFlight >= this.options.maxConcurrentCalls) {
@@ -189,6 +193,7 @@ export class RasterService {
   /**
    * Throws when the deadline passed or the caller went away; called before each raster. The deadline
    * is checked first because grpc-js marks a call cancelled when it replies DEADLINE_EXCEEDED itself.
+   * NOTE: a raster being built is not interrupted; the CPU rasterizer runs it to the end on this thread.
    */
   private checkStillWanted(context: CallContext): void {
     if (deadlineOf(context.call) <= Date.now()) {
@@ -392,8 +397,8 @@ export class RasterService {
       }
       busy = false;
       if (closed) return;
-      if (this.draining) handle.drain();
-      else if (halfClosed) close(status.OK);
+      if (halfClosed) close(status.OK);
+      else if (this.draining) handle.drain();
     };
     const kick = (): void => {
       if (busy || closed) return;
