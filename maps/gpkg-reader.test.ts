@@ -102,6 +102,6 @@ describe.each(MAPS)('readMap on $name', ({ name, path }) => {
 
 describe('readMap errors', () => {
   it('rejects a file that is not a GeoPackage', () => {
-    expect(() => readMap(join(LOCAL_FIXTURES, 'maps/nuplan-maps-v1.0.json'), { name: 'bad', version: '1' })).toThrow(/cannot open map .*nuplan-maps-v1.0.json/);
+    expect(() => readMap(join(LOCAL_FIXTURES, 'maps/nuplan-maps-v1.0.json'), { name: 'bad', version: '1' })).toThrow(/map .*nuplan-maps-v1.0.json is not a GeoPackage/);
   });
 });

@@ -63,6 +63,13 @@ export const MAP_TABLES: Record<string, 'polygon' | 'line'> = {
   baseline_paths: 'line',
 };
 
+/**
+ * Tables without which a map is rejected at load: the baseline-path channel of every raster draws
+ * the baseline paths of the LANE and LANE_CONNECTOR objects, which these tables define. A missing
+ * table of any other layer only fails the requests that draw that layer.
+ */
+export const REQUIRED_TABLES: readonly string[] = ['lanes_polygons', 'lane_connectors', 'gen_lane_connectors_scaled_width_polygons', BASELINE_TABLE];
+
 /** Integer columns kept per table for the joins above. */
 export const JOIN_COLUMNS: Record<string, string[]> = {
   lanes_polygons: ['lane_fid'],

@@ -158,8 +158,21 @@ export function readSettingsFile(path: string, base: RasterSettings = NUPLAN_DEF
   return validateSettings(applyBuilderArguments(base, args));
 }
 
-function requireFinite(field: string, value: number): void {
-  if (!Number.isFinite(value)) throw new InvalidSettingError(field, `${field} must be a finite number; got ${value}`);
+/** nuPlan's (snake_case) name of each numeric setting, used in error messages and field paths. */
+const SETTING_NAMES = {
+  targetWidth: 'target_width',
+  targetHeight: 'target_height',
+  targetPixelSize: 'target_pixel_size',
+  egoWidth: 'ego_width',
+  egoFrontLength: 'ego_front_length',
+  egoRearLength: 'ego_rear_length',
+  egoLongitudinalOffset: 'ego_longitudinal_offset',
+  baselinePathThickness: 'baseline_path_thickness',
+} as const;
+
+function requireFinite(field: keyof typeof SETTING_NAMES, value: number): void {
+  const name = SETTING_NAMES[field];
+  if (typeof value !== 'number' || !Number.isFinite(value)) throw new InvalidSettingError(name, `${name} must be a finite number; got ${value}`);
 }
 
 /**
@@ -169,7 +182,8 @@ function requireFinite(field: string, value: number): void {
  */
 export function validateSettings(settings: RasterSettings, limits: SettingsLimits = DEFAULT_LIMITS): RasterSettings {
   for (const field of ['targetWidth', 'targetHeight', 'baselinePathThickness'] as const) {
-    if (!Number.isInteger(settings[field])) throw new InvalidSettingError(field, `${field} must be an integer; got ${settings[field]}`);
+    const name = SETTING_NAMES[field];
+    if (!Number.isInteger(settings[field])) throw new InvalidSettingError(name, `${name} must be an integer; got ${settings[field]}`);
   }
   for (const field of ['targetPixelSize', 'egoWidth', 'egoFrontLength', 'egoRearLength', 'egoLongitudinalOffset'] as const) {
     requireFinite(field, settings[field]);

@@ -9,6 +9,7 @@ import { checkHealth } from './health-command.js';
 import { createLogger } from './logger.js';
 import { runRender } from './render-command.js';
 import { DEFAULT_REQUEST_LIMITS } from './request.js';
+import { installProcessGuards } from './process-guards.js';
 import { packageVersion, startServer } from './server.js';
 
 const USAGE = `rasterd ${packageVersion()}: nuPlan raster features over gRPC
@@ -37,9 +38,10 @@ serve options:
   --device auto|cpu|cuda   rasterizer: auto uses CUDA when a device answers (default auto)
   --workers N              CPU threads that draw RasterizeBatch requests (default: the core count)
   --batch-window-us US     gather concurrent Rasterize calls for up to US microseconds into one batch (default 0: off)
-  --max-batch-size N       largest RasterizeBatch and micro-batch (default 256)
+  --max-batch-size N       requests accepted per RasterizeBatch, and the largest micro-batch (default ${DEFAULT_REQUEST_LIMITS.maxBatchSize})
   --cache-dir DIR          map snapshots and roadmap tiles (default $RASTERD_CACHE_DIR or ~/.cache/rasterd)
   --no-cache               read every map with GDAL at each start
+  --metrics-port N         serve Prometheus metrics at http://HOST:N/metrics (default: off; 0 picks a free port)
 
 render options:
   --map-name NAME          map to draw (default: the only one loaded)
@@ -95,10 +97,12 @@ async function mapSources(values: { 'maps-root'?: string; 'map-version': string;
   return [await writeSampleMapsRoot(dir)];
 }
 
-function integer(name: string, value: string | undefined, fallback: number, min: number): number {
+function integer(name: string, value: string | undefined, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
   if (value === undefined) return fallback;
   const number = Number(value);
-  if (!Number.isInteger(number) || number < min) throw new Error(`--${name} must be an integer of at least ${min}; got '${value}'`);
+  if (!Number.isInteger(number) || number < min || number > max) {
+    throw new Error(`--${name} must be an integer ${max === Number.MAX_SAFE_INTEGER ? `of at least ${min}` : `in ${min}..${max}`}; got '${value}'`);
+  }
   return number;
 }
 
@@ -124,6 +128,7 @@ async function serve(args: string[]): Promise<void> {
       workers: { type: 'string' },
       'batch-window-us': { type: 'string' },
       'max-batch-size': { type: 'string' },
+      'metrics-port': { type: 'string' },
     },
   });
   if (values.help) {
@@ -136,9 +141,11 @@ async function serve(args: string[]): Promise<void> {
   const logger = createLogger();
   const sources = await mapSources(values, (message) => logger.info(message));
   const limits = {
+    ...DEFAULT_REQUEST_LIMITS,
     maxTrackedObjects: integer('max-tracked-objects', values['max-tracked-objects'], DEFAULT_REQUEST_LIMITS.maxTrackedObjects, 0),
-    maxRasterSize: integer('max-raster-size', values['max-raster-size'], DEFAULT_REQUEST_LIMITS.maxRasterSize, 1),
-    maxCoordinate: DEFAULT_REQUEST_LIMITS.maxCoordinate,
+    // One float32 raster of 8192 x 8192 x 4 is 1 GiB; protobuf messages must stay under 2 GiB.
+    maxRasterSize: integer('max-raster-size', values['max-raster-size'], DEFAULT_REQUEST_LIMITS.maxRasterSize, 1, 8192),
+    maxBatchSize: integer('max-batch-size', values['max-batch-size'], DEFAULT_REQUEST_LIMITS.maxBatchSize, 1),
   };
   const graceMs = integer('shutdown-grace-ms', values['shutdown-grace-ms'], 10_000, 0);
   const running = await startServer({
@@ -155,22 +162,23 @@ async function serve(args: string[]): Promise<void> {
     device,
     workerThreads: integer('workers', values.workers, availableParallelism(), 0),
     batchWindowUs: integer('batch-window-us', values['batch-window-us'], 0, 0),
-    maxBatchSize: integer('max-batch-size', values['max-batch-size'], 256, 1),
+    metricsPort: values['metrics-port'] === undefined ? undefined : integer('metrics-port', values['metrics-port'], 0, 0, 65535),
   });
 
   let stopping = false;
-  const stop = (signal: string): void => {
+  const stop = (signal: string, exitCode = 0): void => {
     if (stopping) return;
     stopping = true;
     logger.info({ signal, inFlight: running.service.callsInFlight }, `${signal} received: draining calls for up to ${graceMs} ms`);
     void running.close(graceMs).then(() => {
-      logger.info('rasterd stopped');
+      logger.info({ exitCode }, 'rasterd stopped');
       logger.flush();
-      process.exit(0);
+      process.exit(exitCode);
     });
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+  installProcessGuards(logger, stop);
 }
 
 async function render(args: string[]): Promise<void> {

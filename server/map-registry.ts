@@ -15,6 +15,8 @@ export interface MapFailure {
 export class MapRegistry {
   readonly maps = new Map<string, MapData>();
   readonly failures: MapFailure[] = [];
+  /** Load warnings per loaded map (each warning covers one problem in one table). */
+  readonly warningCounts = new Map<string, number>();
 
   /**
    * @param cacheDir folder for map snapshots (see maps/map-cache.ts); undefined disables them
@@ -51,30 +53,39 @@ export class MapRegistry {
   async loadAll(sources: MapSource[], showProgress: boolean): Promise<void> {
     for (const source of sources) {
       if (this.maps.has(source.name)) {
-        this.failures.push({ source, reason: `a map named '${source.name}' is already loaded` });
-        this.logger.error({ map: source.name, path: source.path }, 'map skipped: duplicate name');
+        const reason = `a map named '${source.name}' is already loaded; give each --map a distinct NAME`;
+        this.failures.push({ source, reason });
+        this.logger.error({ map: source.name, path: source.path, reason }, `map ${source.name} (${source.path}) skipped: ${reason}`);
         continue;
       }
+      let warnings = 0;
       try {
         const { map, fromCache } = await loadMap(source, {
           cacheDir: this.cacheDir,
           name: source.name,
           version: source.version,
           onTable: showProgress ? (table, done, total) => drawProgress(source.name, table, done, total) : undefined,
-          onWarning: (warning) => this.logger.warn({ map: source.name, path: source.path, ...warning }, `map ${source.name}: ${warning.message}`),
+          onWarning: (warning) => {
+            warnings++;
+            this.logger.warn({ map: source.name, path: source.path, ...warning }, `map ${source.name} (${source.path}), table ${warning.table}: ${warning.message}`);
+          },
         });
         if (showProgress) process.stderr.write('\n');
         this.maps.set(source.name, map);
+        this.warningCounts.set(source.name, warnings);
         if (this.defaults) await this.buildTiles(map, this.defaults);
         this.logger.info(
-          { map: source.name, path: source.path, projectedCrs: map.projectedCrs, layerCounts: map.layerCounts, vertices: map.coords.length / 2, loadMs: Math.round(map.loadMs), fromCache },
-          `map ${source.name} loaded in ${Math.round(map.loadMs)} ms${fromCache ? ' from its snapshot' : ''}`,
+          {
+            map: source.name, path: source.path, projectedCrs: map.projectedCrs, layerCounts: map.layerCounts, vertices: map.coords.length / 2,
+            loadMs: Math.round(map.loadMs), warnings, fromCache,
+          },
+          `map ${source.name} loaded in ${Math.round(map.loadMs)} ms${fromCache ? ' from its snapshot' : ''}${warnings > 0 ? ` with ${warnings} warnings` : ''}`,
         );
       } catch (error) {
         if (showProgress) process.stderr.write('\n');
         const reason = (error as Error).message;
         this.failures.push({ source, reason });
-        this.logger.error({ map: source.name, path: source.path, err: reason }, `map ${source.name} failed to load`);
+        this.logger.error({ map: source.name, path: source.path, reason }, `map ${source.name} failed to load, so it is not served: ${reason}`);
       }
       // Let health checks and other timers run between maps.
       await new Promise((resolve) => setImmediate(resolve));

@@ -10,15 +10,50 @@ export class InvalidRequestError extends Error {
   }
 }
 
+/**
+ * A request whose protobuf bytes could not be decoded. The service definition returns it in place
+ * of the message, because grpc-js replies INTERNAL, not INVALID_ARGUMENT, when a deserializer throws.
+ */
+export class UndecodableMessage {
+  constructor(readonly reason: string) {}
+}
+
 /** Request limits of one server. */
 export interface RequestLimits extends SettingsLimits {
   /** Largest accepted tracked_objects count. */
   maxTrackedObjects: number;
   /** [m] largest accepted |x|, |y| of any pose; far beyond any UTM zone. */
   maxCoordinate: number;
+  /** Largest accepted requests count of one RasterizeBatch. */
+  maxBatchSize: number;
+  /** Largest accepted config.map_features count; nuPlan has 9 polygon layers. */
+  maxMapFeatures: number;
 }
 
-export const DEFAULT_REQUEST_LIMITS: RequestLimits = { maxRasterSize: 2048, maxTrackedObjects: 10_000, maxCoordinate: 1e8 };
+export const DEFAULT_REQUEST_LIMITS: RequestLimits = {
+  maxRasterSize: 2048, maxTrackedObjects: 10_000, maxCoordinate: 1e8, maxBatchSize: 256, maxMapFeatures: 32,
+};
+
+/** Longest accepted map_name [characters]. */
+const MAX_MAP_NAME_LENGTH = 256;
+
+/** Upper bound of the encoded RasterizeResponse of one raster [bytes]: the float32 tensor plus 256 bytes of fields. */
+export function responseBytesOf(settings: RasterSettings): number {
+  return settings.targetWidth * settings.targetHeight * 4 * 4 + 256;
+}
+
+/**
+ * Largest response the server sends [bytes]: 256 MiB, or one raster of the largest accepted size
+ * when that is more. RasterizeBatch calls whose responses would exceed it are rejected before any work.
+ */
+export function maxResponseBytes(limits: SettingsLimits): number {
+  return Math.max(256 * 1024 * 1024, limits.maxRasterSize * limits.maxRasterSize * 16 + 1024);
+}
+
+/** Quotes a client-supplied string for an error message, cut to 64 characters so that replies stay small. */
+export function quote(value: string): string {
+  return JSON.stringify(value.length > 64 ? `${value.slice(0, 64)}...` : value);
+}
 
 /** The decoded message shapes (proto-loader with camelCase field names, enums as strings, longs as numbers). */
 interface PoseMessage { x?: number; y?: number; heading?: number }
@@ -90,8 +125,9 @@ function objects(messages: TrackedObjectMessage[] | undefined, limits: RequestLi
     finite(`${field}.height`, object.height, 1000);
     if (length < 0 || width < 0) throw new InvalidRequestError(field, `${field} length and width must not be negative; got ${length} x ${width}`);
     const type = object.type ?? 'VEHICLE';
+    // proto-loader turns known enum numbers into names and leaves unknown ones as numbers.
     if (typeof type !== 'string' || !OBJECT_TYPES.has(type)) {
-      throw new InvalidRequestError(`${field}.type`, `${field}.type ${type} is not a TrackedObjectType (0..7)`);
+      throw new InvalidRequestError(`${field}.type`, `${field}.type ${typeof type === 'string' ? quote(type) : type} is not a TrackedObjectType (0..7)`);
     }
     rows.set([center.x, center.y, center.heading, length, width], 5 * i);
   });
@@ -105,11 +141,14 @@ function objects(messages: TrackedObjectMessage[] | undefined, limits: RequestLi
 export function mergeConfig(defaults: RasterSettings, config: ConfigMessage | null | undefined, limits: RequestLimits): RasterSettings {
   const settings: RasterSettings = { ...defaults, mapFeatures: [...defaults.mapFeatures] };
   if (config) {
+    if (config.mapFeatures && config.mapFeatures.length > limits.maxMapFeatures) {
+      throw new InvalidRequestError('config.map_features', `config.map_features has ${config.mapFeatures.length} entries; the server accepts at most ${limits.maxMapFeatures}`);
+    }
     if (config.mapFeatures && config.mapFeatures.length > 0) {
       settings.mapFeatures = config.mapFeatures.map((feature, i) => {
         const layer = asPolygonLayer(feature.layer ?? '');
         if (layer === null) {
-          throw new InvalidRequestError(`config.map_features[${i}].layer`, `config.map_features[${i}].layer '${feature.layer ?? ''}' is not one of LANE, LANE_CONNECTOR, ROADBLOCK, ROADBLOCK_CONNECTOR, INTERSECTION, STOP_LINE, CROSSWALK, WALKWAYS, CARPARK_AREA`);
+          throw new InvalidRequestError(`config.map_features[${i}].layer`, `config.map_features[${i}].layer ${quote(feature.layer ?? '')} is not one of LANE, LANE_CONNECTOR, ROADBLOCK, ROADBLOCK_CONNECTOR, INTERSECTION, STOP_LINE, CROSSWALK, WALKWAYS, CARPARK_AREA`);
         }
         return { layer, color: feature.color ?? 0 };
       });
@@ -129,7 +168,7 @@ export function mergeConfig(defaults: RasterSettings, config: ConfigMessage | nu
     if (mode === 'ROADMAP_MODE_EXACT') settings.roadmapMode = 'exact';
     else if (mode === 'ROADMAP_MODE_TILES') settings.roadmapMode = 'tiles';
     else if (mode !== undefined && mode !== 'ROADMAP_MODE_UNSPECIFIED') {
-      throw new InvalidRequestError('config.roadmap_mode', `config.roadmap_mode ${mode} is not a RoadmapMode (0..2)`);
+      throw new InvalidRequestError('config.roadmap_mode', `config.roadmap_mode ${typeof mode === 'string' ? quote(mode) : mode} is not a RoadmapMode (0..2)`);
     }
   }
 
@@ -153,9 +192,15 @@ export interface ParsedRequest {
  * Validates a RasterizeRequest before any work.
  * @throws InvalidRequestError naming the field path and the bad value
  */
-export function parseRasterizeRequest(message: RasterizeRequestMessage, defaults: RasterSettings, limits: RequestLimits): ParsedRequest {
+export function parseRasterizeRequest(message: RasterizeRequestMessage | UndecodableMessage, defaults: RasterSettings, limits: RequestLimits): ParsedRequest {
+  if (message instanceof UndecodableMessage) {
+    throw new InvalidRequestError('request', `the request is not a valid RasterizeRequest protobuf message (${message.reason}); check the client's proto/rasterd/v1/raster_service.proto`);
+  }
   const mapName = message.mapName ?? '';
   if (mapName.length === 0) throw new InvalidRequestError('map_name', 'map_name is required; ListMaps returns the names this server has loaded');
+  if (mapName.length > MAX_MAP_NAME_LENGTH) {
+    throw new InvalidRequestError('map_name', `map_name ${quote(mapName)} has ${mapName.length} characters; map names have at most ${MAX_MAP_NAME_LENGTH}`);
+  }
   if (!message.ego) throw new InvalidRequestError('ego', 'ego is required: the ego rear-axle pose in the map frame');
 
   const scene: Scene = {

@@ -11,8 +11,9 @@ import type { RasterSettings } from '../raster/settings.js';
 import type { Logger } from './logger.js';
 import { MapRegistry } from './map-registry.js';
 import { MicroBatcher } from './micro-batcher.js';
+import { ServerMetrics, startMetricsServer, type MetricsServer } from './metrics.js';
 import { loadRasterProto, SERVICE_NAME } from './proto.js';
-import { RasterService, type EncodedMessage } from './raster-service.js';
+import { RasterService, withUndecodableRequests, type EncodedMessage } from './raster-service.js';
 import type { RequestLimits } from './request.js';
 
 /** Everything `rasterd serve` configures. */
@@ -28,6 +29,8 @@ export interface ServerOptions {
   maxConcurrentCalls: number;
   /** Largest request accepted [bytes]. */
   maxReceiveMessageBytes: number;
+  /** Port of the Prometheus endpoint on `host` (0 picks a free one); undefined serves no metrics. */
+  metricsPort?: number;
   rasterizer?: Rasterizer;
   /** 'auto' (CUDA when a device answers), 'cpu' or 'cuda'; ignored when `rasterizer` is given. */
   device?: DeviceChoice;
@@ -35,8 +38,6 @@ export interface ServerOptions {
   workerThreads?: number;
   /** Gather concurrent unary calls for up to this long [us] into one batch; 0 turns it off. */
   batchWindowUs?: number;
-  /** Largest RasterizeBatch, and largest micro-batch. */
-  maxBatchSize?: number;
   /** Folder for map snapshots and roadmap tiles; undefined disables caching. */
   cacheDir?: string;
 }
@@ -44,6 +45,8 @@ export interface ServerOptions {
 /** A started server. */
 export interface RunningServer {
   port: number;
+  /** Port of the metrics endpoint, when one is served. */
+  metricsPort?: number;
   registry: MapRegistry;
   service: RasterService;
   /** Stops accepting calls, lets calls in flight finish for up to `graceMs`, then cancels the rest. */
@@ -67,12 +70,12 @@ export function packageVersion(): string {
 function serverDefinition(): grpc.ServiceDefinition {
   const definition = loadRasterProto()[SERVICE_NAME] as grpc.ServiceDefinition;
   const passThrough = (value: EncodedMessage): Buffer => value.encoded;
-  return {
+  return withUndecodableRequests({
     ...definition,
     Rasterize: { ...definition.Rasterize, responseSerialize: passThrough },
     RasterizeBatch: { ...definition.RasterizeBatch, responseSerialize: passThrough },
     RasterizeStream: { ...definition.RasterizeStream, responseSerialize: passThrough },
-  } as grpc.ServiceDefinition;
+  } as grpc.ServiceDefinition);
 }
 
 /**
@@ -89,16 +92,16 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const { rasterizer } = selected;
   if (selected.cpuReason) logger.info({ reason: selected.cpuReason }, `rasterizing on the CPU: ${selected.cpuReason}`);
   else if (selected.gpuName) logger.info({ gpuName: selected.gpuName, gpuMemoryBytes: selected.gpuMemoryBytes }, `rasterizing on CUDA device ${selected.gpuName}`);
-  const maxBatchSize = options.maxBatchSize ?? 256;
-  const batcher = options.batchWindowUs && options.batchWindowUs > 0 ? new MicroBatcher(rasterizer, options.batchWindowUs, maxBatchSize) : undefined;
-  const service = new RasterService({
-    registry, rasterizer, defaults: options.defaults, limits: options.limits, logger, version, maxConcurrentCalls: options.maxConcurrentCalls,
-    maxBatchSize, batcher, gpuName: selected.gpuName, gpuMemoryBytes: selected.gpuMemoryBytes,
+  const batcher = options.batchWindowUs && options.batchWindowUs > 0 ? new MicroBatcher(rasterizer, options.batchWindowUs, options.limits.maxBatchSize) : undefined;
+  const metrics = options.metricsPort === undefined ? undefined : new ServerMetrics({ callsInFlight: (): number => service.callsInFlight, maps: registry }, logger);
+  const service: RasterService = new RasterService({
+    registry, rasterizer, defaults: options.defaults, limits: options.limits, logger, version, maxConcurrentCalls: options.maxConcurrentCalls, metrics,
+    batcher, gpuName: selected.gpuName, gpuMemoryBytes: selected.gpuMemoryBytes,
   });
 
   const server = new grpc.Server({
     'grpc.max_receive_message_length': options.maxReceiveMessageBytes,
-    'grpc.max_send_message_length': -1,
+    'grpc.max_send_message_length': service.maxResponseBytes,
   });
   server.addService(serverDefinition(), service.handlers());
   const health = new HealthImplementation({ '': 'NOT_SERVING', [SERVICE_NAME]: 'NOT_SERVING' });
@@ -114,27 +117,43 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   });
   logger.info({ host: options.host, port, version, device: rasterizer.device, maps: options.sources.length }, `rasterd ${version} listening on ${options.host}:${port} (${rasterizer.device}); loading ${options.sources.length} maps`);
 
+  let metricsServer: MetricsServer | undefined;
+  if (metrics && options.metricsPort !== undefined) {
+    try {
+      metricsServer = await startMetricsServer(options.host, options.metricsPort, metrics, logger);
+    } catch (error) {
+      server.forceShutdown();
+      throw error;
+    }
+  }
+
   await registry.loadAll(options.sources, options.showProgress);
   if (registry.maps.size === 0) {
     server.forceShutdown();
+    await metricsServer?.close();
     const reasons = registry.failures.map((failure) => `${failure.source.name} (${failure.source.path}): ${failure.reason}`).join('; ');
     throw new Error(`no map loaded, so there is nothing to serve: ${reasons || 'no maps were given'}`);
   }
 
   for (const name of registry.names()) health.setStatus(`${SERVICE_NAME}/${name}`, 'SERVING');
-  for (const failure of registry.failures) health.setStatus(`${SERVICE_NAME}/${failure.source.name}`, 'NOT_SERVING');
+  for (const failure of registry.failures) {
+    // A duplicate name failed, but the map loaded first under it serves.
+    if (!registry.maps.has(failure.source.name)) health.setStatus(`${SERVICE_NAME}/${failure.source.name}`, 'NOT_SERVING');
+  }
   health.setStatus('', 'SERVING');
   health.setStatus(SERVICE_NAME, 'SERVING');
   logger.info({ maps: registry.names(), failed: registry.failures.map((failure) => failure.source.name) }, `rasterd serving ${registry.maps.size} maps`);
 
   return {
     port,
+    metricsPort: metricsServer?.port,
     registry,
     service,
     close: (graceMs = 10_000) =>
       new Promise<void>((resolve) => {
         health.setStatus('', 'NOT_SERVING');
         health.setStatus(SERVICE_NAME, 'NOT_SERVING');
+        service.beginDrain();
         const timer = setTimeout(() => {
           logger.warn({ inFlight: service.callsInFlight }, `calls still in flight after ${graceMs} ms; cancelling them`);
           server.forceShutdown();
@@ -145,6 +164,6 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
           void (rasterizer as { close?: () => Promise<void> }).close?.();
           resolve();
         });
-      }),
+      }).then(() => metricsServer?.close()),
   };
 }
