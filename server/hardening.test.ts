@@ -23,7 +23,7 @@ function rasterOf(bytes: Buffer): Float32Array {
   return new Float32Array(new Uint8Array(response.raster.data).buffer);
 }
 
-/** The port the server logged for its metrics endpoint. */
+/** Returns the port the server logged for its metrics endpoint. */
 function metricsPortOf(server: TestServer): number {
   for (const line of server.logs) {
     const match = /"metricsPort":(\d+)/.exec(line);
@@ -38,7 +38,7 @@ async function scrape(port: number): Promise<string> {
   return response.text();
 }
 
-/** The value of one sample line of a scrape, e.g. `rasterd_requests_total{method="Rasterize",code="OK"}`. */
+/** Returns the value of one sample line of a scrape, e.g. `rasterd_requests_total{method="Rasterize",code="OK"}`. */
 function sample(text: string, series: string): number | undefined {
   const line = text.split('\n').find((candidate) => candidate.startsWith(`${series} `));
   return line === undefined ? undefined : Number(line.slice(series.length + 1));

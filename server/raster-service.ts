@@ -226,7 +226,8 @@ export class RasterService {
   }
 
   /**
-   * Rejects a call that cannot start: draining, over the concurrency limit, or past its deadline.
+   * Returns the error for a call that cannot start (draining, over the concurrency limit, or past
+   * its deadline), or null when it may start.
    * NOTE: the limit counts calls, not bytes, so queued calls can hold up to maxConcurrentCalls
    * requests of --max-message-bytes each in memory.
    */
