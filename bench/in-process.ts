@@ -1,0 +1,35 @@
+import type { MapData } from '../maps/map-data.js';
+import type { Rasterizer } from '../raster/rasterizer.js';
+import { emptyRun, recordScene, type PathRun, type RunPlan } from './path-run.js';
+import type { Workload } from './workloads.js';
+
+/**
+ * Replays a workload step by step through a rasterizer in this process (no gRPC, no encoding).
+ * Each step allocates its raster, as the server does.
+ */
+export function runInProcess(workload: Workload, map: MapData, rasterizer: Rasterizer, plan: RunPlan): PathRun {
+  const { rasterScenes, scenes, settings } = workload;
+  for (let i = 0; i < plan.warmupSteps; i++) rasterizer.rasterize(map, rasterScenes[i % rasterScenes.length], settings);
+
+  const run = emptyRun();
+  const started = performance.now();
+  const deadline = started + plan.budgetMs;
+  passes: for (let pass = 0; pass < plan.passes; pass++) {
+    for (let step = 0; step < rasterScenes.length; step++) {
+      if (performance.now() > deadline) {
+        run.truncated = true;
+        break passes;
+      }
+      const before = performance.now();
+      const result = rasterizer.rasterize(map, rasterScenes[step], settings);
+      const latencyMs = performance.now() - before;
+      run.samplesMs.push(latencyMs);
+      run.stages.push(result.timings);
+      run.transportUs.push(latencyMs * 1000 - result.timings.total);
+      recordScene(run, scenes[step].id, latencyMs);
+      run.rasters++;
+    }
+  }
+  run.elapsedMs = performance.now() - started;
+  return run;
+}
