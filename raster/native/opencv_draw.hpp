@@ -595,6 +595,21 @@ inline void fillEdgeCollection(const FloatImage& image, std::vector<PolyEdge>& e
  */
 inline void fillPoly(const FloatImage& image, const PointL* v, int count, float color, int shift, std::vector<PolyEdge>& scratch) {
   if (count <= 0) return;
+
+  // A polygon whose rounded vertices all lie on one side of the image draws nothing: its edge lines
+  // round to those pixels and its spans lie between them. Skipping it changes no pixel.
+  const int64_t delta = (int64_t(1) << shift) >> 1;
+  int64_t minX = INT64_MAX, maxX = INT64_MIN, minY = INT64_MAX, maxY = INT64_MIN;
+  for (int i = 0; i < count; i++) {
+    const int64_t x = (shiftLeft(v[i].x, kXyShift - shift) + kXyHalf) >> kXyShift;
+    const int64_t y = (v[i].y + delta) >> shift;
+    minX = std::min(minX, x);
+    maxX = std::max(maxX, x);
+    minY = std::min(minY, y);
+    maxY = std::max(maxY, y);
+  }
+  if (maxX < 0 || maxY < 0 || minX >= image.cols || minY >= image.rows) return;
+
   scratch.clear();
   collectPolyEdges(image, v, count, scratch, color, shift);
   fillEdgeCollection(image, scratch, color);
