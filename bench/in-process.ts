@@ -5,11 +5,13 @@ import type { Workload } from './workloads.js';
 
 /**
  * Replays a workload step by step through a rasterizer in this process (no gRPC, no encoding).
- * Each step allocates its raster, as the server does.
+ * Steps draw into one reused output buffer, as a planner calling the rasterizer in process would
+ * (the server draws straight into each response's wire buffer).
  */
 export function runInProcess(workload: Workload, map: MapData, rasterizer: Rasterizer, plan: RunPlan): PathRun {
   const { rasterScenes, scenes, settings } = workload;
-  for (let i = 0; i < plan.warmupSteps; i++) rasterizer.rasterize(map, rasterScenes[i % rasterScenes.length], settings);
+  const out = new Float32Array(settings.targetWidth * settings.targetHeight * 4);
+  for (let i = 0; i < plan.warmupSteps; i++) rasterizer.rasterize(map, rasterScenes[i % rasterScenes.length], settings, out);
 
   const run = emptyRun();
   const started = performance.now();
@@ -21,7 +23,7 @@ export function runInProcess(workload: Workload, map: MapData, rasterizer: Raste
         break passes;
       }
       const before = performance.now();
-      const result = rasterizer.rasterize(map, rasterScenes[step], settings);
+      const result = rasterizer.rasterize(map, rasterScenes[step], settings, out);
       const latencyMs = performance.now() - before;
       run.samplesMs.push(latencyMs);
       run.stages.push(result.timings);

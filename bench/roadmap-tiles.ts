@@ -21,6 +21,7 @@ import { tileConfigKey, tileSetDir } from '../raster/roadmap-tile-store.js';
 import { RoadmapTiles } from '../raster/roadmap-tiles.js';
 import { PACIFICA, type Scene } from '../raster/scene.js';
 import { NUPLAN_DEFAULT_SETTINGS } from '../raster/settings.js';
+import { createRandom } from '../maps/seeded-random.js';
 
 const { values } = parseArgs({
   options: {
@@ -31,17 +32,6 @@ const { values } = parseArgs({
   },
 });
 
-/** A deterministic uniform [0, 1) generator (mulberry32), so that runs sample the same poses. */
-function random32(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))];
@@ -77,7 +67,7 @@ async function main(): Promise<void> {
 
   // Poses on lane vertices with random headings, so that every raster contains roadmap.
   const lanes = map.layers.get('LANE')!;
-  const next = random32(7);
+  const next = createRandom(7);
   const steps = Number(values.steps);
   const scenes: Scene[] = [];
   for (let i = 0; i < steps; i++) {

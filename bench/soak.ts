@@ -19,6 +19,7 @@ import * as grpc from '@grpc/grpc-js';
 
 import { sampleMapsRoot, writeSampleMapsRoot } from '../server/cli.js';
 import { loadRasterProto } from '../server/proto.js';
+import { createRandom } from '../maps/seeded-random.js';
 
 const HELP = `npm run soak -- [options]
   --clients N        concurrent clients, one gRPC channel each (default 8)
@@ -140,17 +141,6 @@ async function serverRss(metricsPort: number): Promise<number> {
   return Number(line.split(' ')[1]);
 }
 
-/** Returns a deterministic generator of uniform numbers in [0, 1) (mulberry32). */
-function createRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
 
 type Client = grpc.Client & Record<string, Function>;
 

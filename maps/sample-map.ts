@@ -11,6 +11,7 @@ import { mkdir, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 
 import gdal from 'gdal-async';
+import { createRandom } from './seeded-random.js';
 
 export interface SampleMapOptions {
   /** Grid blocks along x and y; 3x3 (default) is the small sample, larger gives city-scale maps. */
@@ -350,17 +351,6 @@ function parseProjectedCrs(projectedCrs: string): gdal.SpatialReference {
   return srs;
 }
 
-/** Returns a deterministic generator of uniform numbers in [0, 1) (mulberry32). */
-function createRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Reverses the vertex order of a flat x, y ring or line. */
 function reversePoints(points: Float64Array): Float64Array {

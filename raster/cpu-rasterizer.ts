@@ -33,10 +33,10 @@ export class CpuRasterizer implements Rasterizer {
   constructor(private readonly workerThreads = 0) {}
 
   rasterize(map: MapData, scene: Scene, settings: RasterSettings, out?: Float32Array): RasterResult {
-    const started = performance.now();
-    const params = sceneParams(scene, settings);
     const size = settings.targetWidth * settings.targetHeight * 4;
     const data = out && out.length === size ? out : new Float32Array(size);
+    const started = performance.now();
+    const params = sceneParams(scene, settings);
 
     // Tiles mode skips the polygons of the exact roadmap and samples the static tiles instead.
     const tiles = tilesFor(map, settings);

@@ -14,6 +14,7 @@ import { ADDON_PATHS, CudaRasterizer, loadCudaAddon, type CudaAddon } from './cu
 import { findCmake, findNvcc } from './cuda/toolchain.mjs';
 import { native } from './native.js';
 import type { SceneJob } from './scene.js';
+import { createRandom } from '../maps/seeded-random.js';
 
 /**
  * The CUDA rasterizer: its build, the CPU emulation of its kernels against nuPlan's rasters and
@@ -56,17 +57,6 @@ function mismatches(set: ParitySet, results: Array<{ data: Float32Array; shape: 
   return failures;
 }
 
-/** mulberry32: a small seeded generator, so that a failing case can be replayed. */
-function random(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Returns a fixed-point coordinate near an image side of `limit` px: inside, on pixel edges, far outside, or at the int32 limits. */
 function coordinate(next: () => number, limit: number, shift: number): number {
@@ -192,7 +182,7 @@ describe.skipIf(emulationMissing !== '')(`CPU emulation of the CUDA kernels${emu
   }, 120_000);
 
   it('fills random polygons like cv2.fillPoly', () => {
-    const next = random(20240611);
+    const next = createRandom(20240611);
     const failures: string[] = [];
     let drawn = 0;
     for (let trial = 0; trial < 4000; trial++) {
@@ -216,7 +206,7 @@ describe.skipIf(emulationMissing !== '')(`CPU emulation of the CUDA kernels${emu
   });
 
   it('fills rows with more than 16 crossings', () => {
-    const next = random(7);
+    const next = createRandom(7);
     const failures: string[] = [];
     for (let trial = 0; trial < 300; trial++) {
       const shift = [0, 12, 16][trial % 3];
@@ -238,7 +228,7 @@ describe.skipIf(emulationMissing !== '')(`CPU emulation of the CUDA kernels${emu
   });
 
   it('draws random open polylines like cv2.polylines', () => {
-    const next = random(99);
+    const next = createRandom(99);
     const failures: string[] = [];
     for (let trial = 0; trial < 3000; trial++) {
       const rows = 1 + Math.floor(next() * 48);
@@ -261,7 +251,7 @@ describe.skipIf(emulationMissing !== '')(`CPU emulation of the CUDA kernels${emu
   });
 
   it('transforms vertices like raster/native', () => {
-    const next = random(3);
+    const next = createRandom(3);
     for (let trial = 0; trial < 50; trial++) {
       const heading = (next() * 2 - 1) * Math.PI;
       const tiny = 2.220446049250313e-16;

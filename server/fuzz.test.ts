@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expectedRaster, LOCAL_FIXTURES, loadParitySet } from '../test/fixtures.js';
 import { decodeResponse, encodeRequest, RawClient } from '../test/raw-client.js';
 import { requestOf, startTestServer, type TestServer } from '../test/server-harness.js';
+import { createRandom } from '../maps/seeded-random.js';
 
 /**
  * Bounded fuzzing of the gRPC surface: random and mutated requests, and raw protobuf bytes that are
@@ -23,17 +24,6 @@ const DOCUMENTED = new Set([
 const townMap = join(LOCAL_FIXTURES, 'maps/town-a/1.0.0/map.gpkg');
 const townA = loadParitySet('town-a')!;
 
-/** Returns a deterministic generator of uniform numbers in [0, 1) (mulberry32). */
-function createRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
 
 type Json = Record<string, unknown>;
 

@@ -18,7 +18,7 @@ import {
   InvalidRequestError, maxResponseBytes, parseRasterizeRequest, quote, responseBytesOf, UndecodableMessage,
   type ParsedRequest, type RasterizeRequestMessage, type RequestLimits,
 } from './request.js';
-import { encodeBatchResponse, encodeResponse } from './response-encoder.js';
+import { allocateResponse, encodeBatchResponse, encodeResponse } from './response-encoder.js';
 
 /** What the RasterizeResponse serializer receives: the bytes are already encoded. */
 export interface EncodedMessage {
@@ -178,10 +178,22 @@ export class RasterService {
   }
 
   /** Builds one raster and records its stage timings. */
-  private render(prepared: PreparedRequest): RasterResult {
-    const result = this.rasterizerFor(prepared.request).rasterize(prepared.map, prepared.request.scene, prepared.request.settings);
+  private render(prepared: PreparedRequest, out?: Float32Array): RasterResult {
+    const result = this.rasterizerFor(prepared.request).rasterize(prepared.map, prepared.request.scene, prepared.request.settings, out);
     this.options.metrics?.recordRaster(result.timings);
     return result;
+  }
+
+  /** Builds one raster straight into its encoded response and returns the response bytes. */
+  private renderEncoded(prepared: PreparedRequest): Buffer {
+    const { settings, includeTimings } = prepared.request;
+    const response = allocateResponse([settings.targetWidth, settings.targetHeight, 4], includeTimings);
+    const result = this.render(prepared, response.data);
+    if (result.data !== response.data) return this.encodeOne(result, includeTimings);
+    const started = performance.now();
+    const encoded = response.finish(result, includeTimings);
+    this.options.metrics?.recordEncode((performance.now() - started) * 1000);
+    return encoded;
   }
 
   /**
@@ -431,7 +443,7 @@ export class RasterService {
           await nextTurn();
           this.checkStillWanted(context);
           const prepared = this.prepare(message);
-          const encoded = this.encodeOne(this.render(prepared), prepared.request.includeTimings);
+          const encoded = this.renderEncoded(prepared);
           steps++;
           if (!call.write({ encoded }) && !closed && !call.cancelled) {
             // The client reads slower than the server writes: wait rather than buffer rasters.
@@ -485,7 +497,7 @@ export class RasterService {
             this.options.metrics?.recordRaster(result.timings);
             return { encoded: this.encodeOne(result, request.includeTimings) };
           }
-          return { encoded: this.encodeOne(this.render(prepared), prepared.request.includeTimings) };
+          return { encoded: this.renderEncoded(prepared) };
         }, callback);
       },
 
