@@ -99,7 +99,7 @@ Napi::Value EgoCenterBody(const Napi::CallbackInfo& info) {
   const double* params = typedArray<double>(info[0], napi_float64_array, "Float64Array", "params", length);
   if (length != rasterd::gpu::kSceneParamCount) throw std::invalid_argument("params must hold 13 values; got " + std::to_string(length));
   Napi::Float64Array result = Napi::Float64Array::New(info.Env(), 2);
-  rasterd::egoCenter(rasterd::gpu::sceneParamsFrom(params), result[0], result[1]);
+  rasterd::egoCenter(rasterd::sceneParamsFrom(params), result[0], result[1]);
   return result;
 }
 

@@ -52,71 +52,18 @@ struct HostBatch {
   uint32_t vertexCount = 0;
 };
 
-/** Reads kSceneParamCount values into SceneParams (the order of sceneParams in raster/cpu-rasterizer.ts). */
-inline SceneParams sceneParamsFrom(const double* data) {
-  SceneParams p;
-  p.targetWidth = static_cast<int>(data[0]);
-  p.targetHeight = static_cast<int>(data[1]);
-  p.pixelSize = data[2];
-  p.egoWidth = data[3];
-  p.egoFrontLength = data[4];
-  p.egoRearLength = data[5];
-  p.longitudinalOffset = data[6];
-  p.baselineThickness = static_cast<int>(data[7]);
-  p.rearAxleX = data[8];
-  p.rearAxleY = data[9];
-  p.heading = data[10];
-  p.vehicleFrontLength = data[11];
-  p.vehicleRearLength = data[12];
-  return p;
-}
-
 /**
  * Appends the fixed-point corners (kAgentShift bits, x, y pairs, four per box) of the agents whose
- * centre lies strictly inside the raster. Returns false when the rear-axle pose is singular.
+ * centre lies strictly inside the raster, computed by the CPU rasterizer's forEachAgentBox. Returns
+ * false when the rear-axle pose is singular.
  */
-// NOTE: this repeats drawAgents of raster/native/scene_raster.hpp operation by operation, because that
-// function draws the boxes instead of returning their corners. A change there must be made here too,
-// and the parity tests of both paths fail when the two differ.
 inline bool appendAgentCorners(const SceneParams& p, const RasterRanges& ranges, const AgentSet& agents, std::vector<int32_t>& corners) {
-  double centerX, centerY;
-  egoCenter(p, centerX, centerY);
-  const double halfLength = (p.vehicleFrontLength + p.vehicleRearLength) / 2.0;
-  const double distance = -(halfLength - p.vehicleRearLength);
-  const double rearX = centerX + distance * std::cos(p.heading);
-  const double rearY = centerY + distance * std::sin(p.heading);
-
-  Matrix3 globalToEgo;
-  if (!invertLikeLapack(poseMatrix(rearX, rearY, p.heading), globalToEgo)) return false;
-  const double halfPi = M_PI / 2.0;
-  const Matrix3 northAligned = multiply(poseMatrix(0.0, 0.0, M_PI / 2), globalToEgo);
-
-  const double width = p.targetWidth;
-  const double height = p.targetHeight;
-  for (int n = 0; n < agents.count; n++) {
-    const double* row = agents.rows + 5 * n;
-    const Matrix3 m = multiply(northAligned, poseMatrix(row[0], row[1], row[2]));
-    const double x = m.m[0][2];
-    const double y = m.m[1][2];
-    const double h = std::atan2(m.m[1][0], m.m[0][0]);
-    if (!(ranges.xMin < x && x < ranges.xMax) || !(ranges.yMin < y && y < ranges.yMax)) continue;
-
-    const double halfLengthBox = row[3] / 2.0;
-    const double halfWidthBox = row[4] / 2.0;
-    const double lon[4] = {halfLengthBox, -halfLengthBox, -halfLengthBox, halfLengthBox};
-    const double lat[4] = {halfWidthBox, halfWidthBox, -halfWidthBox, -halfWidthBox};
-    const double cosLat = std::cos(h + halfPi), sinLat = std::sin(h + halfPi);
-    const double cosLon = std::cos(h), sinLon = std::sin(h);
+  return forEachAgentBox(p, ranges, agents, [&](const PointL* box) {
     for (int k = 0; k < 4; k++) {
-      const double cornerX = x + ((lat[k] * cosLat) + (lon[k] * cosLon));
-      const double cornerY = y + ((lat[k] * sinLat) + (lon[k] * sinLon));
-      const double pixelX = (cornerX - ranges.xMin) / (ranges.xMax - ranges.xMin) * width;
-      const double pixelY = (cornerY - ranges.yMin) / (ranges.yMax - ranges.yMin) * height;
-      corners.push_back(static_cast<int32_t>(toInt32(pixelX * 512.0)));
-      corners.push_back(static_cast<int32_t>(toInt32(pixelY * 512.0)));
+      corners.push_back(static_cast<int32_t>(box[k].x));
+      corners.push_back(static_cast<int32_t>(box[k].y));
     }
-  }
-  return true;
+  });
 }
 
 /** Draws the ego layer with drawEgo and returns it as bytes, rows x cols, 1 where drawn. */

@@ -105,19 +105,7 @@ bool readParams(const Napi::Env& env, const Napi::Value& value, rasterd::ScenePa
   size_t length;
   if (!readArray(env, value, napi_float64_array, "params", data, length)) return false;
   if (length != 13) return fail(env, "params must hold 13 values; got " + std::to_string(length));
-  p.targetWidth = static_cast<int>(data[0]);
-  p.targetHeight = static_cast<int>(data[1]);
-  p.pixelSize = data[2];
-  p.egoWidth = data[3];
-  p.egoFrontLength = data[4];
-  p.egoRearLength = data[5];
-  p.longitudinalOffset = data[6];
-  p.baselineThickness = static_cast<int>(data[7]);
-  p.rearAxleX = data[8];
-  p.rearAxleY = data[9];
-  p.heading = data[10];
-  p.vehicleFrontLength = data[11];
-  p.vehicleRearLength = data[12];
+  p = rasterd::sceneParamsFrom(data);
   return true;
 }
 

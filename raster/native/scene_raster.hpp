@@ -145,9 +145,14 @@ inline void drawBaselines(const SceneParams& p, const RasterRanges& ranges, cons
   }
 }
 
-/** Draws the agents layer (before its flip): boxes around the rear axle, centres strictly inside, shift 9. */
-inline bool drawAgents(const SceneParams& p, const RasterRanges& ranges, const AgentSet& agents, const FloatImage& image,
-                       SceneScratch& scratch) {
+/**
+ * Computes the fixed-point corners (shift 9; front-left, rear-left, rear-right, front-right) of each
+ * tracked object whose centre lies strictly inside the raster, around the rear axle, and calls
+ * `onBox(corners)` for each. The CPU draws them; the CUDA path uploads them. Returns false when the
+ * rear-axle pose is singular.
+ */
+template <typename OnBox>
+inline bool forEachAgentBox(const SceneParams& p, const RasterRanges& ranges, const AgentSet& agents, OnBox&& onBox) {
   // nuPlan's EgoState.rear_axle is recomputed from the centre: translate back by the same distance.
   double centerX, centerY;
   egoCenter(p, centerX, centerY);
@@ -185,9 +190,34 @@ inline bool drawAgents(const SceneParams& p, const RasterRanges& ranges, const A
       const double pixelY = (cornerY - ranges.yMin) / (ranges.yMax - ranges.yMin) * height;
       corners[k] = PointL{toInt32(pixelX * 512.0), toInt32(pixelY * 512.0)};
     }
-    fillPoly(image, corners, 4, 1.0f, 9, scratch.edges);
+    onBox(corners);
   }
   return true;
+}
+
+/** Draws the agents layer (before its flip): boxes around the rear axle, centres strictly inside, shift 9. */
+inline bool drawAgents(const SceneParams& p, const RasterRanges& ranges, const AgentSet& agents, const FloatImage& image,
+                       SceneScratch& scratch) {
+  return forEachAgentBox(p, ranges, agents, [&](const PointL* corners) { fillPoly(image, corners, 4, 1.0f, 9, scratch.edges); });
+}
+
+/** Reads the 13 scene parameters in SceneParams order (sceneParams in raster/scene-params.ts writes them). */
+inline SceneParams sceneParamsFrom(const double* data) {
+  SceneParams p;
+  p.targetWidth = static_cast<int>(data[0]);
+  p.targetHeight = static_cast<int>(data[1]);
+  p.pixelSize = data[2];
+  p.egoWidth = data[3];
+  p.egoFrontLength = data[4];
+  p.egoRearLength = data[5];
+  p.longitudinalOffset = data[6];
+  p.baselineThickness = static_cast<int>(data[7]);
+  p.rearAxleX = data[8];
+  p.rearAxleY = data[9];
+  p.heading = data[10];
+  p.vehicleFrontLength = data[11];
+  p.vehicleRearLength = data[12];
+  return p;
 }
 
 /** Draws the ego layer: a filled rectangle around the raster's centre column, not flipped. */
