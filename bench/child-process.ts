@@ -18,6 +18,21 @@ export function procMemoryBytes(pid: number, field: 'VmHWM' | 'VmRSS'): number |
 }
 
 /** A running child process of the benchmark, with its first stdout JSON line. */
+/**
+ * Returns a function that stops `child`: SIGTERM, then SIGKILL after `graceMs` [ms], resolving once
+ * it has exited. Calling it after the child exited does nothing.
+ */
+export function stopperOf(child: ChildProcess): (graceMs?: number) => Promise<void> {
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  return async (graceMs = 5_000) => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+    await exited;
+    clearTimeout(timer);
+  };
+}
+
 export interface StartedChild<T> {
   child: ChildProcess;
   ready: T;
@@ -42,15 +57,7 @@ export function startChild<T>(script: string, args: string[], timeoutMs: number,
     logs.push(...lines);
     if (logs.length > KEPT_LOG_LINES) logs.splice(0, logs.length - KEPT_LOG_LINES);
   });
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-
-  const stop = async (graceMs = 5_000): Promise<void> => {
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
-    await exited;
-    clearTimeout(timer);
-  };
+  const stop = stopperOf(child);
 
   return new Promise((resolve, reject) => {
     let pendingOut = '';
@@ -75,6 +82,6 @@ export function startChild<T>(script: string, args: string[], timeoutMs: number,
         fail(`${script} wrote a line that is not JSON: ${pendingOut.slice(0, newline)} (${(error as Error).message})`);
       }
     });
-    void exited.then(() => fail(`${script} exited with code ${child.exitCode} before it was ready`));
+    child.once('exit', () => fail(`${script} exited with code ${child.exitCode} before it was ready`));
   });
 }

@@ -3,7 +3,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { StageTimings } from '../raster/scene.js';
 import type { RasterizeRequestMessage } from '../server/request.js';
 import { loadRasterProto, SERVICE_NAME } from '../server/proto.js';
-import { emptyRun, recordScene, type PathRun, type RunPlan } from './path-run.js';
+import { emptyRun, recordStep, type PathRun, type RunPlan } from './path-run.js';
 import type { Workload } from './workloads.js';
 
 /** Deadline of every benchmark call [ms]; a call that takes longer fails the run instead of hanging it. */
@@ -98,12 +98,7 @@ export async function runUnary(client: RasterClient, workload: Workload, request
       }
       const { response, latencyMs } = await rasterizeOnce(client, requests[step]);
       checkRaster(workload, response);
-      const timings = stageTimingsOf(response);
-      run.samplesMs.push(latencyMs);
-      run.stages.push(timings);
-      run.transportUs.push(latencyMs * 1000 - timings.total);
-      recordScene(run, workload.scenes[step].id, latencyMs);
-      run.rasters++;
+      recordStep(run, workload.scenes[step].id, latencyMs, stageTimingsOf(response));
     }
   }
   run.elapsedMs = performance.now() - started;
@@ -167,12 +162,7 @@ export async function runStream(client: RasterClient, workload: Workload, reques
   for (let pass = 0; pass < plan.passes; pass++) {
     const completed = await streamSteps(client, requests, requests.length, (step, response, latencyMs) => {
       checkRaster(workload, response);
-      const timings = stageTimingsOf(response);
-      run.samplesMs.push(latencyMs);
-      run.stages.push(timings);
-      run.transportUs.push(latencyMs * 1000 - timings.total);
-      recordScene(run, workload.scenes[step].id, latencyMs);
-      run.rasters++;
+      recordStep(run, workload.scenes[step].id, latencyMs, stageTimingsOf(response));
     }, () => performance.now() > end);
     if (!completed || performance.now() > end) {
       run.truncated = !completed || pass + 1 < plan.passes;

@@ -1,6 +1,6 @@
 import type { MapData } from '../maps/map-data.js';
 import type { Rasterizer } from '../raster/rasterizer.js';
-import { emptyRun, recordScene, type PathRun, type RunPlan } from './path-run.js';
+import { emptyRun, recordStep, type PathRun, type RunPlan } from './path-run.js';
 import type { Workload } from './workloads.js';
 
 /**
@@ -25,11 +25,7 @@ export function runInProcess(workload: Workload, map: MapData, rasterizer: Raste
       const before = performance.now();
       const result = rasterizer.rasterize(map, rasterScenes[step], settings, out);
       const latencyMs = performance.now() - before;
-      run.samplesMs.push(latencyMs);
-      run.stages.push(result.timings);
-      run.transportUs.push(latencyMs * 1000 - result.timings.total);
-      recordScene(run, scenes[step].id, latencyMs);
-      run.rasters++;
+      recordStep(run, scenes[step].id, latencyMs, result.timings);
     }
   }
   run.elapsedMs = performance.now() - started;

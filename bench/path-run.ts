@@ -32,6 +32,18 @@ export function recordScene(run: PathRun, sceneId: string, latencyMs: number): v
   else run.perScene.set(sceneId, [latencyMs]);
 }
 
+/**
+ * Records one step's raster: its latency [ms], the server's stage timers [us] and the transport
+ * share (client-observed minus the server's total) [us].
+ */
+export function recordStep(run: PathRun, sceneId: string, latencyMs: number, timings: StageTimings): void {
+  run.samplesMs.push(latencyMs);
+  run.stages.push(timings);
+  run.transportUs.push(latencyMs * 1000 - timings.total);
+  recordScene(run, sceneId, latencyMs);
+  run.rasters++;
+}
+
 /** How many samples a path takes and how long it may run. */
 export interface RunPlan {
   /** Replays of the whole workload (step paths). */

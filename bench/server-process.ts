@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 
 import type { MapSource } from '../maps/maps-root.js';
+import { stopperOf } from './child-process.js';
 import { childScript, REPO_ROOT } from './paths.js';
 
 /** Lines of the server's stderr kept for error messages. */
@@ -50,14 +51,7 @@ export function startServerProcess(options: ServerProcessOptions): Promise<Serve
   });
   const logs: string[] = [];
   const mapLoads: ServerProcess['mapLoads'] = {};
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const stop = async (graceMs = 5_000): Promise<void> => {
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
-    await exited;
-    clearTimeout(timer);
-  };
+  const stop = stopperOf(child);
 
   return new Promise((resolve, reject) => {
     let port = 0;
@@ -97,6 +91,6 @@ export function startServerProcess(options: ServerProcessOptions): Promise<Serve
         }
       }
     });
-    void exited.then(() => fail(`rasterd serve exited with code ${child.exitCode} before serving`));
+    child.once('exit', () => fail(`rasterd serve exited with code ${child.exitCode} before serving`));
   });
 }
