@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { polygonIntersectsRect, rangesIntersectRect, segmentIntersectsRect } from './geometry.js';
 
 interface Case { kind: 'polygon' | 'line'; rings: number[][][]; box: [number, number, number, number]; intersects: boolean }
-/** shapely 1.8's answers (test/goldens/gen_intersects_goldens.py). */
+/** shapely 1.8's results (test/goldens/gen_intersects_goldens.py). */
 const cases = JSON.parse(readFileSync(new URL('../test/goldens/intersects/shapely.json', import.meta.url), 'utf8')) as Case[];
 
 function flat(rings: number[][][]): { coords: Float64Array; starts: Uint32Array } {

@@ -18,10 +18,12 @@ function pointInRect(x: number, y: number, rect: Rect): boolean {
 
 function side(ax: number, ay: number, bx: number, by: number, px: number, py: number): number {
   const cross = (bx - ax) * (py - ay) - (by - ay) * (px - ax);
-  return cross > 0 ? 1 : cross < 0 ? -1 : 0;
+  if (cross > 0) return 1;
+  if (cross < 0) return -1;
+  return 0;
 }
 
-/** Whether the closed segment a-b meets the closed rectangle. */
+/** Tests whether the closed segment a-b meets the closed rectangle. */
 export function segmentIntersectsRect(ax: number, ay: number, bx: number, by: number, rect: Rect): boolean {
   if (pointInRect(ax, ay, rect) || pointInRect(bx, by, rect)) return true;
   if (Math.max(ax, bx) < rect.minX || Math.min(ax, bx) > rect.maxX) return false;
@@ -36,7 +38,7 @@ export function segmentIntersectsRect(ax: number, ay: number, bx: number, by: nu
 }
 
 /**
- * Whether any vertex range (a line, or a ring when `closed`) of `coords` meets the rectangle.
+ * Tests whether any vertex range (a line, or a ring when `closed`) of `coords` meets the rectangle.
  * @param coords flat (x, y) vertices [m]
  * @param starts vertex start of each range; range i is starts[i]..starts[i+1]
  */
@@ -58,7 +60,7 @@ export function rangesIntersectRect(
   return false;
 }
 
-/** Whether (x, y) lies inside the rings by the even-odd rule, so that holes exclude it. */
+/** Tests whether (x, y) lies inside the rings by the even-odd rule, so that holes exclude it. */
 export function pointInRings(coords: Float64Array, starts: Uint32Array, firstRange: number, endRange: number, x: number, y: number): boolean {
   let inside = false;
   for (let range = firstRange; range < endRange; range++) {
@@ -74,7 +76,7 @@ export function pointInRings(coords: Float64Array, starts: Uint32Array, firstRan
 }
 
 /**
- * Whether a polygon feature (its exterior and hole rings) intersects the rectangle: an edge meets it,
+ * Tests whether a polygon feature (its exterior and hole rings) intersects the rectangle: an edge meets it,
  * or the rectangle lies inside the polygon's area.
  */
 export function polygonIntersectsRect(coords: Float64Array, starts: Uint32Array, firstRing: number, endRing: number, rect: Rect): boolean {

@@ -55,7 +55,7 @@ export interface MapData {
   sha256?: string;
 }
 
-/** The axis-aligned query square of half-size `radius` [m] around (x, y) [m], as NuPlanMap builds it. */
+/** Builds the axis-aligned query square of half-size `radius` [m] around (x, y) [m], as NuPlanMap does. */
 export function querySquare(x: number, y: number, radius: number): Rect {
   return { minX: x - radius, minY: y - radius, maxX: x + radius, maxY: y + radius };
 }

@@ -18,7 +18,7 @@ export const DEFAULT_MAP_VERSION = 'nuplan-maps-v1.0';
 export function listMapsRoot(root: string, mapVersion: string = DEFAULT_MAP_VERSION): MapSource[] {
   const indexPath = join(root, `${mapVersion}.json`);
   if (!existsSync(indexPath)) {
-    throw new Error(`maps root ${root} has no ${mapVersion}.json; pass the folder that holds it with --maps-root, or choose the index with --map-version`);
+    throw new Error(`maps root ${root} has no ${mapVersion}.json; pass the folder that contains it with --maps-root, or choose the index with --map-version`);
   }
 
   let index: unknown;

@@ -16,15 +16,15 @@ export const POLYGON_LAYERS = [
 
 export type PolygonLayerName = (typeof POLYGON_LAYERS)[number];
 
-/** Where a semantic layer's objects come from: the table whose geometry is tested against the query square, and the table drawn. */
+/** The sources of a semantic layer's objects: the table whose geometry is tested against the query square, and the table drawn. */
 export interface SemanticLayerSource {
   /** Table whose geometry selects objects (intersects the query square). */
   selectTable: string;
   /** Table holding the drawn polygon; equal to selectTable except for lane connectors. */
   drawTable: string;
-  /** Column of drawTable that holds the selecting feature's id, when the tables differ. */
+  /** Column of drawTable that contains the selecting feature's id, when the tables differ. */
   drawJoinColumn?: string;
-  /** Column of baseline_paths that holds this layer's feature id (lanes and lane connectors only). */
+  /** Column of baseline_paths that contains this layer's feature id (lanes and lane connectors only). */
   baselineJoinColumn?: string;
 }
 

@@ -10,7 +10,7 @@ import { native } from './native.js';
 import { sceneParams } from './scene-params.js';
 import type { RasterResult, SceneJob } from './scene.js';
 
-/** The compiled worker script: beside this file in dist/, or in dist/ when running from the sources. */
+/** Finds the compiled worker script: beside this file in dist/, or in dist/ when running from the sources. */
 function workerScript(): URL {
   const beside = new URL('./cpu-worker.js', import.meta.url);
   if (existsSync(fileURLToPath(beside))) return beside;

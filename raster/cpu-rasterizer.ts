@@ -11,7 +11,7 @@ import { CpuWorkerPool } from './cpu-pool.js';
 export { sceneParams };
 
 /**
- * The roadmap tiles to sample in tiles mode, undefined in exact mode.
+ * Finds the roadmap tiles to sample in tiles mode; undefined in exact mode.
  * @throws MapLayerUnavailableError when tiles mode is asked for layers the map has no tiles for
  */
 export function tilesFor(map: MapData, settings: RasterSettings): RoadmapTiles | undefined {

@@ -2,7 +2,7 @@ import { querySquare, selectFeatures, type MapData } from '../maps/map-data.js';
 import type { PolygonLayerName } from '../maps/semantic-layers.js';
 import type { RasterSettings } from './settings.js';
 
-/** What one step draws from the map: vertex ranges into map.coords, in drawing order. */
+/** The map objects one step draws: vertex ranges into map.coords, in drawing order. */
 export interface MapDrawables {
   /** [start, end) pairs of exterior rings. */
   polygonRanges: Uint32Array;
@@ -20,7 +20,7 @@ export class MapLayerUnavailableError extends Error {
   }
 }
 
-/** The query square's half size [m]: (x_range[1] - x_range[0]) / 2, as RasterFeatureBuilder derives it. */
+/** Computes the query square's half size [m]: (x_range[1] - x_range[0]) / 2, as RasterFeatureBuilder derives it. */
 export function queryRadius(settings: RasterSettings): number {
   const xSize = (settings.targetWidth * settings.targetPixelSize) / 2.0;
   const xOffset = 2.0 * settings.egoLongitudinalOffset * xSize;

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 
 import { native } from './native.js';
 
-/** numpy's own answers (test/goldens/gen_pose_goldens.py, Debian numpy 1.24 on reference LAPACK). */
+/** numpy's own results (test/goldens/gen_pose_goldens.py, Debian numpy 1.24 on reference LAPACK). */
 const golden = JSON.parse(readFileSync(new URL('../test/goldens/pose/numpy.json', import.meta.url), 'utf8')) as {
   inverse: Array<[number[], number[]]>;
   sin: Array<[number, number]>;

@@ -32,9 +32,9 @@ async function loadCudaModule(): Promise<CudaModule | string> {
 
 /**
  * Picks the rasterizer: 'cuda' requires a CUDA device and fails without one, 'auto' uses CUDA when
- * a device answers and the CPU otherwise, 'cpu' never touches CUDA.
+ * a device is usable and the CPU otherwise, 'cpu' never touches CUDA.
  * @param workerThreads CPU threads that draw batches
- * @throws Error with the reason when 'cuda' is requested and no device answers
+ * @throws Error with the reason when 'cuda' is requested and no device is usable
  */
 export async function selectDevice(choice: DeviceChoice, workerThreads: number): Promise<SelectedDevice> {
   if (choice === 'cpu') return { rasterizer: new CpuRasterizer(workerThreads), gpuName: '', gpuMemoryBytes: 0, cpuReason: '--device cpu' };

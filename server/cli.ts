@@ -35,7 +35,7 @@ serve options:
   --max-concurrent-calls N calls served at once before RESOURCE_EXHAUSTED (default 64)
   --max-message-bytes N    largest request accepted [bytes] (default 67108864)
   --shutdown-grace-ms MS   time calls in flight get to finish on SIGTERM or SIGINT (default 10000)
-  --device auto|cpu|cuda   rasterizer: auto uses CUDA when a device answers (default auto)
+  --device auto|cpu|cuda   rasterizer: auto uses CUDA when a device is usable (default auto)
   --workers N              CPU threads that draw RasterizeBatch requests (default: the core count)
   --batch-window-us US     gather concurrent Rasterize calls for up to US microseconds into one batch (default 0: off)
   --max-batch-size N       requests accepted per RasterizeBatch, and the largest micro-batch (default ${DEFAULT_REQUEST_LIMITS.maxBatchSize})
@@ -59,12 +59,12 @@ const MAP_OPTIONS = {
   help: { type: 'boolean', short: 'h' },
 } as const satisfies ParseArgsConfig['options'];
 
-/** The default cache folder: $RASTERD_CACHE_DIR, else ~/.cache/rasterd. */
+/** Returns the default cache folder: $RASTERD_CACHE_DIR, else ~/.cache/rasterd. */
 export function defaultCacheDir(): string {
   return process.env.RASTERD_CACHE_DIR ?? join(homedir(), '.cache', 'rasterd');
 }
 
-/** Where the embedded sample map is generated on first use. */
+/** Returns the folder where the embedded sample map is generated on first use. */
 export function sampleMapsRoot(): string {
   return join(defaultCacheDir(), 'sample-maps');
 }

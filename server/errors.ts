@@ -19,7 +19,7 @@ export function toServiceError(error: unknown): Partial<ServiceError> {
   return { code: status.INTERNAL, details: `internal error: ${(error as Error)?.message ?? String(error)}` };
 }
 
-/** Whether the caller, not the server, is at fault: such errors are answered but not logged as server errors. */
+/** Tests whether the caller, not the server, is at fault: such errors get a reply but are not logged as server errors. */
 export function isClientError(error: unknown): boolean {
   return error instanceof InvalidRequestError || error instanceof MapLayerUnavailableError ||
     (error instanceof StatusError && error.code !== status.INTERNAL);

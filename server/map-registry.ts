@@ -23,7 +23,7 @@ export class MapRegistry {
    */
   constructor(private readonly logger: Logger, private readonly cacheDir?: string, private readonly defaults?: RasterSettings) {}
 
-  /** The loaded map named `name`, or undefined. */
+  /** Returns the loaded map named `name`, or undefined. */
   get(name: string): MapData | undefined {
     return this.maps.get(name);
   }

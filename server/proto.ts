@@ -12,7 +12,7 @@ export const PROTO_LOADER_OPTIONS: protoLoader.Options = {
   oneofs: true,
 };
 
-/** The proto folder, found from this file in both the sources (server/) and the build (dist/server/). */
+/** Finds the proto folder from this file, in both the sources (server/) and the build (dist/server/). */
 export function protoRoot(): string {
   for (const relative of ['../proto', '../../proto']) {
     const candidate = fileURLToPath(new URL(relative, import.meta.url));

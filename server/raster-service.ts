@@ -168,7 +168,7 @@ export class RasterService {
     return { request, map };
   }
 
-  /** The rasterizer for a request: tiles mode samples its tiles on the CPU whatever the device. */
+  /** Picks the rasterizer for a request: tiles mode samples its tiles on the CPU whatever the device. */
   private rasterizerFor(request: ParsedRequest): Rasterizer {
     if (request.settings.roadmapMode === 'tiles' && this.options.rasterizer.device !== 'cpu') {
       this.cpuForTiles ??= new CpuRasterizer();

@@ -114,7 +114,7 @@ function vehicle(message: VehicleMessage | null | undefined): VehicleParameters 
 function objects(messages: TrackedObjectMessage[] | undefined, limits: RequestLimits): Float64Array {
   const list = messages ?? [];
   if (list.length > limits.maxTrackedObjects) {
-    throw new InvalidRequestError('tracked_objects', `tracked_objects holds ${list.length} objects; the server accepts at most ${limits.maxTrackedObjects}`);
+    throw new InvalidRequestError('tracked_objects', `tracked_objects contains ${list.length} objects; the server accepts at most ${limits.maxTrackedObjects}`);
   }
   const rows = new Float64Array(5 * list.length);
   list.forEach((object, i) => {

@@ -32,7 +32,7 @@ export interface ServerOptions {
   /** Port of the Prometheus endpoint on `host` (0 picks a free one); undefined serves no metrics. */
   metricsPort?: number;
   rasterizer?: Rasterizer;
-  /** 'auto' (CUDA when a device answers), 'cpu' or 'cuda'; ignored when `rasterizer` is given. */
+  /** 'auto' (CUDA when a device is usable), 'cpu' or 'cuda'; ignored when `rasterizer` is given. */
   device?: DeviceChoice;
   /** CPU threads that draw batches (0: the gRPC thread draws them). */
   workerThreads?: number;
@@ -66,7 +66,7 @@ export function packageVersion(): string {
   return 'unknown';
 }
 
-/** The service definition with RasterizeResponse serializers that pass pre-encoded bytes through. */
+/** Returns the service definition with RasterizeResponse serializers that pass pre-encoded bytes through. */
 function serverDefinition(): grpc.ServiceDefinition {
   const definition = loadRasterProto()[SERVICE_NAME] as grpc.ServiceDefinition;
   const passThrough = (value: EncodedMessage): Buffer => value.encoded;

@@ -32,7 +32,7 @@ export interface ParitySet {
   scenes: FixtureScene[];
 }
 
-/** Where a parity set lives: the repository copy for town-* sets, ../shared for the others; null when absent. */
+/** Finds a parity set: the repository copy for town-* sets, else the shared fixtures; null when absent. */
 export function paritySetDir(name: string): string | null {
   const local = join(LOCAL_FIXTURES, 'parity', name);
   if (existsSync(join(local, 'scenes.json'))) return local;

@@ -44,7 +44,7 @@ inline Matrix3 multiply(const Matrix3& a, const Matrix3& b) {
  * Returns false when a pivot is exactly zero (a singular matrix; LAPACK's INFO > 0).
  */
 inline bool invertLikeLapack(const Matrix3& input, Matrix3& inverse) {
-  // Column-major working copy, as LAPACK sees it: a[col][row].
+  // Column-major working copy, in LAPACK's layout: a[col][row].
   double a[3][3];
   for (int row = 0; row < 3; row++)
     for (int col = 0; col < 3; col++) a[col][row] = input.m[row][col];

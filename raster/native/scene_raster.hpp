@@ -70,7 +70,7 @@ inline RasterRanges computeRanges(const SceneParams& p) {
   return r;
 }
 
-/** The ego's box centre from its rear axle, as CarFootprint.build_from_rear_axle computes it [m]. */
+/** Computes the ego's box centre from its rear axle, as CarFootprint.build_from_rear_axle does [m]. */
 inline void egoCenter(const SceneParams& p, double& x, double& y) {
   const double halfLength = (p.vehicleFrontLength + p.vehicleRearLength) / 2.0;
   const double rearAxleToCenter = halfLength - p.vehicleRearLength;
@@ -97,7 +97,7 @@ struct SceneScratch {
   std::vector<PolyEdge> edges;
 };
 
-/** The transform of map coordinates to the roadmap's pixel frame: Rz(90 deg, float32) @ inv(centre pose). */
+/** Computes the transform of map coordinates to the roadmap's pixel frame: Rz(90 deg, float32) @ inv(centre pose). */
 inline bool roadmapTransform(const SceneParams& p, Matrix3& transform) {
   double centerX, centerY;
   egoCenter(p, centerX, centerY);

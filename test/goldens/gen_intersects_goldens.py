@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Write shapely's `intersects` answers for polygons and lines against axis-aligned squares.
+"""Write shapely's `intersects` results for polygons and lines against axis-aligned squares.
 
 nuPlan selects map objects with GeoPandas `geometry.intersects(box)` (shapely 1.8, GEOS), so the
 map query must agree with it, touching boundaries and holes included. Run with Debian's python3:

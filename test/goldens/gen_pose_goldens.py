@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Write numpy's answers for the pose arithmetic nuPlan's raster builder relies on.
+"""Write numpy's results for the pose arithmetic nuPlan's raster builder relies on.
 
 Run with Debian's python3 (numpy 1.24 on reference BLAS/LAPACK, as the parity fixtures were made):
     /usr/bin/python3 test/goldens/gen_pose_goldens.py
